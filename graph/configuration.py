@@ -1,0 +1,62 @@
+"""Typed configuration of one conversation's run.
+
+Read from ``config["configurable"]`` (so LangGraph Studio can edit it and a parent
+graph can pass it down), with defaults from the environment. Session settings that
+the API stores per session are turned into exactly these fields.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from pydantic import BaseModel, Field
+
+from creative_studio.graph.state import SPECIALISTS
+
+
+def _env_default_model() -> str:
+    return os.environ.get("CREATIVE_STUDIO_MODEL", "auto")
+
+
+class Configuration(BaseModel):
+    """Knobs of the discussion; every field has a sensible default."""
+
+    default_model: str = Field(
+        default_factory=_env_default_model,
+        description="Model for roles without an assignment: 'ollama:<name>', 'embedded', "
+        "'scripted' or 'auto' (Ollama when it answers, else the embedded model).",
+    )
+    model_assignments: dict[str, str] = Field(
+        default_factory=dict, description="Per-role model, e.g. {'style': 'ollama:llama3.1:8b'}."
+    )
+    approve_plans: bool = Field(
+        default=False, description="Ask the person to approve the plan before generating."
+    )
+    ideation_rounds: int = Field(default=1, ge=1, le=5)
+    max_rounds: int = Field(
+        default=3, ge=1, le=10, description="Refinement rounds without consensus before asking."
+    )
+    max_send_backs: int = Field(default=2, ge=0, le=5)
+    max_plan_revisions: int = Field(default=1, ge=0, le=5)
+    recent_turns: int = Field(
+        default=8, ge=2, le=40, description="Transcript window in each prompt (turns)."
+    )
+    max_turn_chars: int = Field(default=700, ge=100, le=4000)
+    novelty_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    repeat_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+
+    def model_for(self, role: str) -> str:
+        return self.model_assignments.get(role) or self.default_model
+
+    @classmethod
+    def from_runnable_config(cls, config: RunnableConfig | None = None) -> Configuration:
+        """Pick our fields out of ``configurable``; unknown keys belong to others (a parent app)."""
+        configurable: dict[str, Any] = (config or {}).get("configurable") or {}
+        values = {name: configurable[name] for name in cls.model_fields if name in configurable}
+        assignments = values.get("model_assignments") or {}
+        values["model_assignments"] = {
+            role: model for role, model in assignments.items() if role in SPECIALISTS and model
+        }
+        return cls.model_validate(values)

@@ -1,0 +1,143 @@
+"""Prompts: load the team's data files and lay each call out prefix-first.
+
+Every call is ``[preamble, shared context, speaker closing]``. The first two parts are
+identical for whoever speaks next, so a backend that caches prompt prefixes (llama.cpp,
+Ollama) only processes the short closing part on consecutive turns. The context is a
+bounded window (brief + last N turns), so a call costs the same at turn 10 and turn 60.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, SystemMessage
+
+from creative_studio.graph.configuration import Configuration
+from creative_studio.graph.state import StudioState, Turn, brief_of, plan_of
+
+
+@dataclass(frozen=True)
+class Persona:
+    role: str
+    name: str
+    title: str
+    colour: str
+    voice: str
+    focus: str
+    max_sentences: int
+    keywords: tuple[str, ...]
+    specifics: tuple[str, ...]
+
+
+def _load(name: str) -> dict[str, Any]:
+    text = (resources.files("creative_studio.graph") / "prompts" / name).read_text("utf-8")
+    return tomllib.loads(text)
+
+
+@cache
+def team_prompts() -> dict[str, Any]:
+    return _load("team.toml")
+
+
+@cache
+def personas() -> dict[str, Persona]:
+    return {
+        role: Persona(
+            role=role,
+            name=data["name"],
+            title=data["title"],
+            colour=data["colour"],
+            voice=data["voice"],
+            focus=data["focus"],
+            max_sentences=int(data["max_sentences"]),
+            keywords=tuple(data["keywords"]),
+            specifics=tuple(data["specifics"]),
+        )
+        for role, data in _load("personas.toml").items()
+    }
+
+
+def moderator(key: str, **values: Any) -> str:
+    """A line the studio itself says (not a model): 'Team, are we ready to generate?'."""
+    return str(team_prompts()["moderator"][key]).format(**values)
+
+
+def speaker_name(message: AnyMessage) -> str:
+    """Display name of whoever wrote a message in the transcript."""
+    if message.type == "human":
+        return "Person"
+    role = message.name or ""
+    if role in personas():
+        persona = personas()[role]
+        return f"{persona.name} ({persona.role})"
+    return str(team_prompts()["moderator"]["name"])
+
+
+def render_transcript(messages: list[AnyMessage], window: int, max_chars: int) -> str:
+    recent = [m for m in messages if m.type in ("human", "ai")][-window:]
+    if not recent:
+        return "(nobody has spoken yet)"
+    lines = []
+    for message in recent:
+        text = message.text.strip().replace("\n", " ")
+        if len(text) > max_chars:
+            text = text[: max_chars - 1] + "…"
+        lines.append(f"{speaker_name(message)}: {text}")
+    return "\n".join(lines)
+
+
+def shared_context(state: StudioState, config: Configuration) -> list[BaseMessage]:
+    """The prefix every speaker shares: preamble + brief + recent transcript."""
+    prompts = team_prompts()
+    context = prompts["context"].format(
+        brief=brief_of(state).render(),
+        phase=state.get("phase", "ideation"),
+        transcript=render_transcript(
+            state.get("messages", []), config.recent_turns, config.max_turn_chars
+        ),
+    )
+    return [SystemMessage(prompts["preamble"].strip()), HumanMessage(context.strip())]
+
+
+def latest_user_text(state: StudioState) -> str:
+    for message in reversed(state.get("messages", [])):
+        if message.type == "human":
+            return message.text.strip()
+    return ""
+
+
+def instruction_for(state: StudioState, turn: Turn) -> str:
+    prompts = team_prompts()
+    template: str = prompts["kinds"][turn.kind]
+    plan = plan_of(state)
+    instruction = template.format(
+        user_message=latest_user_text(state)[:1000],
+        plan=plan.summary() if plan else "(no plan yet)",
+    )
+    if turn.kind in ("plan", "review"):
+        instruction += "\n" + prompts["json"][turn.kind].strip().format()
+    return instruction
+
+
+def build_messages(state: StudioState, turn: Turn, config: Configuration) -> list[BaseMessage]:
+    """The full prompt for one turn, prefix-first (see module docstring)."""
+    persona = personas()[turn.speaker]
+    closing = team_prompts()["closing"].format(
+        name=persona.name,
+        title=persona.title,
+        voice=persona.voice,
+        focus=persona.focus,
+        instruction=instruction_for(state, turn),
+        directive=turn.directive,
+        max_sentences=persona.max_sentences,
+        kind=turn.kind,
+    )
+    return [*shared_context(state, config), HumanMessage(closing.strip())]
+
+
+def repair_message(error: str) -> HumanMessage:
+    return HumanMessage(str(team_prompts()["json_repair"]["text"]).format(error=error[:500]))

@@ -1,0 +1,277 @@
+"""The studio's typed state: everything a turn needs, in one module.
+
+Nodes are stateless: every call reads what it needs from this state (the running
+brief, the recent transcript, the plan) so a conversation can be resumed by any
+process from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from pydantic import BaseModel, Field, field_validator
+
+Phase = Literal["ideation", "refinement", "synthesis", "review", "generating", "complete"]
+PHASES: tuple[Phase, ...] = (
+    "ideation",
+    "refinement",
+    "synthesis",
+    "review",
+    "generating",
+    "complete",
+)
+
+Role = Literal["user", "style", "composition", "story", "technical", "critic", "system"]
+SpecialistRole = Literal["style", "composition", "story", "technical", "critic"]
+SPECIALISTS: tuple[SpecialistRole, ...] = ("style", "composition", "story", "technical", "critic")
+CREATIVES: tuple[SpecialistRole, ...] = ("style", "composition", "story")
+
+TurnKind = Literal[
+    "explore",  # ideation: free exploration of the request
+    "respond",  # refinement: react to what the others said
+    "specifics",  # refinement: answer the router's precise question
+    "answer_user",  # the person spoke: answer them directly
+    "clarify",  # the request is too vague: ask the person a question
+    "vote",  # "Team, are we ready to generate?"
+    "plan",  # Pixel drafts the technical plan
+    "plan_check",  # a creative checks the plan against their points
+    "review",  # Lens approves or sends back
+]
+
+
+class Turn(BaseModel):
+    """One scheduled contribution: who speaks, what kind of turn, and why."""
+
+    speaker: SpecialistRole
+    kind: TurnKind
+    directive: str = ""  # a precise question or instruction from the router, if any
+
+
+class LoRA(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    strength: float = Field(default=0.8, ge=-4.0, le=4.0)
+
+
+class VideoSettings(BaseModel):
+    """Only set when the person asked for a video."""
+
+    frames: int = Field(default=16, ge=1, le=480)
+    fps: int = Field(default=8, ge=1, le=60)
+    motion: str = Field(default="gentle camera drift", max_length=200)
+    motion_strength: float = Field(default=1.0, ge=0.0, le=2.0)
+
+
+Template = Literal["txt2img", "img2img", "upscale", "video_animatediff", "video_native"]
+
+
+class TechnicalPlan(BaseModel):
+    """Pixel's plan: everything ComfyUI needs, validated before anyone relies on it.
+
+    Bounds here are the generic ComfyUI ones (KSampler, EmptyLatentImage); the
+    workflow builder validates again against the connected server's object_info.
+    """
+
+    template: Template = "txt2img"
+    checkpoint: str = Field(default="sd_xl_base_1.0.safetensors", min_length=1, max_length=200)
+    sampler: str = Field(default="euler", min_length=1, max_length=60)
+    scheduler: str = Field(default="normal", min_length=1, max_length=60)
+    steps: int = Field(default=25, ge=1, le=150)
+    cfg: float = Field(default=7.0, ge=0.0, le=30.0)
+    width: int = Field(default=1024, ge=64, le=4096)
+    height: int = Field(default=1024, ge=64, le=4096)
+    seed: int = Field(default=0, ge=0, le=2**64 - 1)
+    batch_size: int = Field(default=1, ge=1, le=8)
+    positive_prompt: str = Field(min_length=1, max_length=4000)
+    negative_prompt: str = Field(default="", max_length=4000)
+    loras: list[LoRA] = Field(default_factory=list, max_length=8)
+    denoise: float = Field(default=1.0, ge=0.0, le=1.0)
+    video: VideoSettings | None = None
+    rationale: str = Field(default="", max_length=1000)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, value: int) -> int:
+        # Latent images are 1/8 of the pixel size; round rather than refuse.
+        return max(64, (value // 8) * 8)
+
+    def summary(self) -> str:
+        """A one-paragraph human reading of the plan, used as Pixel's message."""
+        lines = [
+            f"Template {self.template}, checkpoint {self.checkpoint}.",
+            f"{self.width}x{self.height}, {self.steps} steps with {self.sampler}/{self.scheduler}, "
+            f"CFG {self.cfg:g}, seed {self.seed}.",
+            f"Prompt: {self.positive_prompt}",
+        ]
+        if self.negative_prompt:
+            lines.append(f"Negative: {self.negative_prompt}")
+        if self.loras:
+            lines.append("LoRAs: " + ", ".join(f"{lo.name} ({lo.strength:g})" for lo in self.loras))
+        if self.video:
+            lines.append(
+                f"Video: {self.video.frames} frames at {self.video.fps} fps, {self.video.motion}."
+            )
+        if self.rationale:
+            lines.append(f"Why: {self.rationale}")
+        return "\n".join(lines)
+
+
+class CriticVerdict(BaseModel):
+    """Lens's review of the plan."""
+
+    approved: bool
+    reasons: list[str] = Field(default_factory=list, max_length=8)
+    send_back_to: Literal["refinement", "synthesis"] | None = None
+
+    def summary(self) -> str:
+        why = "; ".join(self.reasons)
+        if self.approved:
+            return f"Approved. {why}".strip()
+        target = self.send_back_to or "refinement"
+        return f"Sending this back to {target}: {why or 'it does not hold together yet.'}"
+
+
+class GenerationRecord(BaseModel):
+    """What happened to the plan once it left the discussion."""
+
+    status: Literal["queued", "running", "complete", "failed", "cancelled"] = "queued"
+    progress: float = Field(default=0.0, ge=0.0, le=1.0)
+    generation_id: str | None = None
+    outputs: list[dict[str, Any]] = Field(default_factory=list)
+    error: str | None = None
+    plan: TechnicalPlan | None = None
+
+
+class Brief(BaseModel):
+    """The short running summary of what the team has agreed so far.
+
+    Kept bounded (one note per role, the person's directions) so that every
+    prompt stays the same size however long the conversation gets.
+    """
+
+    request: str = ""
+    directions: list[str] = Field(default_factory=list)  # later wishes of the person, newest last
+    notes: dict[str, str] = Field(default_factory=dict)  # role -> that role's latest key point
+    decisions: list[str] = Field(default_factory=list)  # what the person decided when asked
+
+    def render(self) -> str:
+        parts = [f"Request: {self.request or '(none yet)'}"]
+        if self.directions:
+            parts.append("Person's later directions: " + " | ".join(self.directions))
+        if self.decisions:
+            parts.append("Person decided: " + " | ".join(self.decisions))
+        for role, note in self.notes.items():
+            parts.append(f"{role}: {note}")
+        return "\n".join(parts)
+
+
+class ConsensusStats(BaseModel):
+    """What the consensus detector measured about the recent turns."""
+
+    novelty: list[float] = Field(default_factory=list)  # per turn in the current phase
+    stale_streak: int = 0  # consecutive turns that added almost nothing new
+    repeats: int = 0  # turns that repeated an earlier turn almost word for word
+    votes: dict[str, bool] = Field(default_factory=dict)  # role -> ready? (current vote)
+    objections: dict[str, str] = Field(default_factory=dict)  # role -> reason
+    signal: Literal["continue", "converging", "ready", "objection", "loop", "deadlock"] = "continue"
+
+
+class StudioState(TypedDict, total=False):
+    """The graph's state.
+
+    Nested structures are stored as plain JSON dicts (``model_dump(mode="json")``)
+    and read back through the pydantic models above with the ``*_of`` helpers:
+    checkpoints then stay portable across processes, `langgraph dev` and parent
+    graphs, and a bad value still fails loudly where a model is built.
+    """
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    phase: Phase
+    brief: dict[str, Any]  # Brief
+    agenda: list[dict[str, Any]]  # list[Turn]: upcoming turns, decided by the router
+    current: dict[str, Any] | None  # Turn being spoken now
+    round: int  # discussion rounds in the current phase
+    rounds_without_consensus: int
+    turn_count: int
+    handled_user_ids: list[str]  # user messages the team has already taken in
+    awaiting_person: bool  # the team asked the person something and waits for the answer
+    plan: dict[str, Any] | None  # TechnicalPlan
+    plan_revisions: int
+    verdict: dict[str, Any] | None  # CriticVerdict
+    send_backs: int
+    consensus: dict[str, Any]  # ConsensusStats
+    generation: dict[str, Any] | None  # GenerationRecord
+    question: dict[str, Any] | None  # what the team asks the person (an interrupt payload)
+    clarifying_asked: bool  # the team already asked the person to clarify the request
+    plan_pending: bool  # synthesis: Pixel still has to (re)draft the plan
+    revision_notes: str  # why the plan must change (objections, Lens's reasons)
+    approved_by_person: bool  # the person approved the current plan (approve_plans setting)
+    consecutive_failures: int  # turns in a row whose model failed
+
+
+class StudioInput(TypedDict):
+    """What a caller gives the graph: new messages (usually one from the person)."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+def brief_of(state: StudioState) -> Brief:
+    return Brief.model_validate(state.get("brief") or {})
+
+
+def plan_of(state: StudioState) -> TechnicalPlan | None:
+    raw = state.get("plan")
+    return TechnicalPlan.model_validate(raw) if raw else None
+
+
+def verdict_of(state: StudioState) -> CriticVerdict | None:
+    raw = state.get("verdict")
+    return CriticVerdict.model_validate(raw) if raw else None
+
+
+def consensus_of(state: StudioState) -> ConsensusStats:
+    return ConsensusStats.model_validate(state.get("consensus") or {})
+
+
+def agenda_of(state: StudioState) -> list[Turn]:
+    return [Turn.model_validate(t) for t in state.get("agenda") or []]
+
+
+def current_of(state: StudioState) -> Turn | None:
+    raw = state.get("current")
+    return Turn.model_validate(raw) if raw else None
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """The JSON form a pydantic value takes in the state."""
+    return model.model_dump(mode="json")
+
+
+__all__ = [
+    "CREATIVES",
+    "PHASES",
+    "SPECIALISTS",
+    "Brief",
+    "ConsensusStats",
+    "CriticVerdict",
+    "GenerationRecord",
+    "LoRA",
+    "Phase",
+    "Role",
+    "SpecialistRole",
+    "StudioInput",
+    "StudioState",
+    "TechnicalPlan",
+    "Template",
+    "Turn",
+    "TurnKind",
+    "VideoSettings",
+    "agenda_of",
+    "brief_of",
+    "consensus_of",
+    "current_of",
+    "dump",
+    "plan_of",
+    "verdict_of",
+]

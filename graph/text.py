@@ -1,0 +1,114 @@
+"""Small text measures the consensus detector and the nodes rely on.
+
+Token overlap (content words) rather than embeddings: it is deterministic, needs no
+model, costs microseconds, and is good enough to tell "adds a new idea" from "says
+the same thing again" in short turns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+_WORD = re.compile(r"[a-zA-Z][a-zA-Z'-]{2,}")
+_STOPWORDS_TEXT = """
+the and for are but not you your with this that have has had was were will would could
+should can our out all any its it's into onto from than then them they their there these
+those what when where which who whom why how also just very really more most some such
+only own same about above after again against below between both during each few further
+here itself let's may might must off once other over under until while yes let lets i'm
+we're we'll i'll it'll think agree like love great good idea ideas maybe perhaps make
+makes made want wants need needs feel feels sure team everyone something thing things keep
+add adding use using going get
+"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words of three letters or more that are not filler."""
+    return {w.lower().strip("'-") for w in _WORD.findall(text)} - STOPWORDS
+
+
+def novelty(text: str, known: Iterable[str]) -> float:
+    """Share of this turn's content words that nobody used before (0 = nothing new)."""
+    words = content_words(text)
+    if not words:
+        return 0.0
+    seen = set(known)
+    return len(words - seen) / len(words)
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of content words: 1.0 means the same turn again."""
+    wa, wb = content_words(a), content_words(b)
+    if not wa or not wb:
+        return 0.0
+    return len(wa & wb) / len(wa | wb)
+
+
+def first_sentence(text: str, limit: int = 180) -> str:
+    """The key point of a turn, for the running brief."""
+    text = " ".join(text.split())
+    match = re.search(r"(.+?[.!?])(\s|$)", text)
+    sentence = match.group(1) if match else text
+    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
+
+
+_NAME_PREFIX = re.compile(r"^\s*\**\s*(?:[A-Z][a-z]+)(?:\s*\([a-z ]+\))?\s*\**\s*:\s*")
+
+
+def clean_reply(text: str, names: Iterable[str], limit: int) -> str:
+    """Strip a leading 'Luna:' echo and cut where the model starts speaking for someone else."""
+    text = text.strip()
+    name_set = set(names)
+    match = _NAME_PREFIX.match(text)
+    if match and match.group(0).strip(" *:").split(" (")[0] in name_set:
+        text = text[match.end() :]
+    cut = re.search(
+        r"\n\s*\**\s*(?:"
+        + "|".join(map(re.escape, sorted(name_set) or ["$^"]))
+        + r"|Person)\b[^\n:]{0,20}:",
+        text,
+    )
+    if cut:
+        text = text[: cut.start()]
+    text = text.strip()
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+_READY = re.compile(r"^\W*(ready|yes|agreed|approve[d]?|go|ship it|let's go|all good)\b", re.I)
+_NOT_READY = re.compile(r"\b(not yet|not ready|wait|hold on|object|objection|before we)\b", re.I)
+
+
+def parse_vote(text: str) -> tuple[bool, str]:
+    """(ready?, reason). 'READY - ...' counts as yes; 'NOT YET: ...' or any hedge as no."""
+    head = text.strip()[:200]
+    if _NOT_READY.search(head[:40]):
+        reason = re.sub(r"^\W*(not yet|not ready|wait|hold on)\W*", "", head, flags=re.I)
+        return False, first_sentence(reason or head)
+    if _READY.search(head):
+        return True, ""
+    # No clear yes: treat as an objection so nobody is steamrolled by a vague answer.
+    return False, first_sentence(head)
+
+
+def extract_json_object(text: str) -> dict[str, Any]:
+    """The first complete JSON object in a reply (models wrap it in prose or code fences)."""
+    start = text.find("{")
+    if start < 0:
+        raise ValueError("no JSON object found in the reply")
+    decoder = json.JSONDecoder()
+    while start >= 0:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            return value
+        start = text.find("{", start + 1)
+    raise ValueError("the reply contains no valid JSON object")

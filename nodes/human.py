@@ -1,0 +1,72 @@
+"""The person decides: a LangGraph interrupt for questions only they can answer.
+
+Two questions go to the person: "no consensus after N rounds, which option?" and,
+with the approve_plans setting, "shall we generate this plan?". The graph pauses
+with the question as the interrupt payload; the answer comes back as the resume
+value (a string, or ``{"approved": bool, "feedback": str}`` / ``{"choice": str}``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import interrupt
+
+from creative_studio.graph.phases import enter_phase
+from creative_studio.graph.state import StudioState, brief_of, dump
+
+_NO = ("no", "nope", "not", "don't", "dont", "reject", "change", "wait", "stop")
+
+
+def _answer_text(answer: Any) -> str:
+    if isinstance(answer, dict):
+        for key in ("text", "choice", "feedback", "answer"):
+            if answer.get(key):
+                return str(answer[key]).strip()
+        return ""
+    return str(answer or "").strip()
+
+
+def _approved(answer: Any) -> bool:
+    if isinstance(answer, dict) and "approved" in answer:
+        return bool(answer["approved"])
+    first = _answer_text(answer).lower().split()
+    return bool(first) and first[0].strip(".,!") not in _NO
+
+
+def ask_person(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
+    """Pause for the person's answer, then turn it into a decision the team follows."""
+    question = state.get("question") or {}
+    answer = interrupt(question)
+    text = _answer_text(answer)[:2000]
+    handled = [*(state.get("handled_user_ids") or [])]
+    if question.get("type") == "approve_plan":
+        if _approved(answer):
+            message = HumanMessage(content=text or "Approved.", name="user", id=str(uuid4()))
+            handled.append(str(message.id))
+            return {
+                "question": None,
+                "approved_by_person": True,
+                "messages": [message],
+                "handled_user_ids": handled,
+                **enter_phase("generating"),
+            }
+        # Not approved: the feedback is a new direction the router takes in like any message.
+        message = HumanMessage(content=text or "Not approved.", name="user", id=str(uuid4()))
+        return {"question": None, "approved_by_person": False, "messages": [message]}
+    # No consensus: the person's choice becomes a decision in the brief, then Pixel plans.
+    brief = brief_of(state)
+    decision = text or "Go with your best judgement."
+    brief.decisions = [*brief.decisions, decision[:300]][-5:]
+    message = HumanMessage(content=decision, name="user", id=str(uuid4()))
+    handled.append(str(message.id))
+    return {
+        "question": None,
+        "brief": dump(brief),
+        "messages": [message],
+        "handled_user_ids": handled,
+        **enter_phase("synthesis"),
+    }

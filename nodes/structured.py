@@ -1,0 +1,60 @@
+"""Structured output with one repair: JSON in, a validated pydantic model out.
+
+Works the same with every backend (it only needs text): the prompt asks for one JSON
+object, the reply is parsed and validated; on failure the model sees its reply and
+the exact error once more. Backends that support constrained output (Ollama's
+``format``, llama.cpp's JSON schema) are asked for it as well, so the repair is
+rarely needed.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from pydantic import BaseModel, ValidationError
+
+from creative_studio.graph.prompting import repair_message
+from creative_studio.graph.text import extract_json_object
+from creative_studio.nodes.speaking import call_model
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class StructuredOutputError(Exception):
+    """The model did not produce a valid object, even after one repair attempt."""
+
+
+def _constrained(model: BaseChatModel, schema: type[BaseModel]) -> BaseChatModel:
+    """Ask backends that can constrain decoding to do so (Ollama ``format``)."""
+    if type(model).__name__ == "ChatOllama":
+        return model.bind(format=schema.model_json_schema())  # type: ignore[return-value]
+    return model
+
+
+def _parse(text: str, schema: type[T]) -> T:
+    try:
+        return schema.model_validate(extract_json_object(text))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()
+        )
+        raise ValueError(problems) from error
+
+
+async def ask_structured(
+    model: BaseChatModel, messages: list[BaseMessage], schema: type[T]
+) -> tuple[BaseMessage, T]:
+    """(the raw reply, the validated object). Raises StructuredOutputError after one repair."""
+    constrained = _constrained(model, schema)
+    reply = await call_model(constrained, messages, stream=False)
+    try:
+        return reply, _parse(reply.text, schema)
+    except ValueError as first:
+        retry = [*messages, AIMessage(content=reply.text), repair_message(str(first))]
+        reply = await call_model(constrained, retry, stream=False)
+        try:
+            return reply, _parse(reply.text, schema)
+        except ValueError as second:
+            raise StructuredOutputError(str(second)) from second

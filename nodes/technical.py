@@ -1,0 +1,72 @@
+"""Pixel, the technical director: the consensus becomes a validated plan.
+
+In discussion turns Pixel talks like the others. In synthesis Pixel answers with a
+JSON plan that pydantic validates (TechnicalPlan); an invalid reply gets one repair
+attempt with the validation error, and a second failure is reported to the person,
+never papered over with a guessed plan.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
+
+from creative_studio.graph.configuration import Configuration
+from creative_studio.graph.prompting import build_messages, moderator
+from creative_studio.graph.state import (
+    StudioState,
+    TechnicalPlan,
+    brief_of,
+    current_of,
+    dump,
+    plan_of,
+)
+from creative_studio.nodes.speaking import (
+    provider_from,
+    speak,
+    specialist_message,
+    studio_message,
+    unavailable,
+)
+from creative_studio.nodes.structured import StructuredOutputError, ask_structured
+
+ROLE = "technical"
+_NEW_SEED_WORDS = ("variation", "new seed", "different seed", "another seed", "reroll", "re-roll")
+
+
+def choose_seed(plan: TechnicalPlan, previous: TechnicalPlan | None, directions: list[str]) -> int:
+    """Iterations keep the previous seed (so "brighter neon" changes only the neon)."""
+    latest = (directions[-1] if directions else "").lower()
+    if previous is not None and not any(w in latest for w in _NEW_SEED_WORDS):
+        return previous.seed
+    if plan.seed and (previous is None or plan.seed != previous.seed):
+        return plan.seed
+    return secrets.randbelow(2**32)
+
+
+async def technical(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
+    """Pixel's turn: a discussion turn, or the plan in synthesis."""
+    turn = current_of(state)
+    if turn is None or turn.kind != "plan":
+        return await speak(ROLE, state, config)
+    settings = Configuration.from_runnable_config(config)
+    phase = state.get("phase", "synthesis")
+    previous = plan_of(state)
+    try:
+        model = provider_from(config).chat_model(ROLE, settings)
+        reply, plan = await ask_structured(
+            model, build_messages(state, turn, settings), TechnicalPlan
+        )
+    except StructuredOutputError as error:
+        failed = studio_message(
+            moderator("plan_failed", error=str(error)[:300]), phase=phase, kind="plan_failed"
+        )
+        return {"messages": [failed], "current": None, "agenda": [], "awaiting_person": True}
+    except Exception as error:
+        return {**unavailable(turn, phase, error), "agenda": [], "awaiting_person": True}
+    plan.seed = choose_seed(plan, previous, brief_of(state).directions)
+    message: AIMessage = specialist_message(reply, plan.summary(), turn, phase, plan=dump(plan))
+    return {"messages": [message], "plan": dump(plan), "current": None, "verdict": None}
