@@ -93,9 +93,10 @@ def consensus(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
                 stats.objections[role] = reason
 
     voters = set(CREATIVES)
+    voting = meta.get("kind") in VOTE_KINDS or meta.get("turn_kind") in VOTE_KINDS
     if stats.repeats >= LOOP_REPEATS:
         stats.signal = "loop"
-    elif stats.votes and voters <= set(stats.votes):
+    elif voting and voters <= set(stats.votes):
         stats.signal = "ready" if all(stats.votes[r] for r in voters) else "objection"
     elif stats.stale_streak >= len(CREATIVES):
         stats.signal = "converging"

@@ -42,10 +42,15 @@ def ask_person(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     question = state.get("question") or {}
     answer = interrupt(question)
     text = _answer_text(answer)[:2000]
+    # The runner stores the answer as the person's message first and passes its id,
+    # so the history has it once, under the same id.
+    message_id = (
+        str(answer.get("message_id") or uuid4()) if isinstance(answer, dict) else str(uuid4())
+    )
     handled = [*(state.get("handled_user_ids") or [])]
     if question.get("type") == "approve_plan":
         if _approved(answer):
-            message = HumanMessage(content=text or "Approved.", name="user", id=str(uuid4()))
+            message = HumanMessage(content=text or "Approved.", name="user", id=message_id)
             handled.append(str(message.id))
             return {
                 "question": None,
@@ -55,13 +60,13 @@ def ask_person(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
                 **enter_phase("generating"),
             }
         # Not approved: the feedback is a new direction the router takes in like any message.
-        message = HumanMessage(content=text or "Not approved.", name="user", id=str(uuid4()))
+        message = HumanMessage(content=text or "Not approved.", name="user", id=message_id)
         return {"question": None, "approved_by_person": False, "messages": [message]}
     # No consensus: the person's choice becomes a decision in the brief, then Pixel plans.
     brief = brief_of(state)
     decision = text or "Go with your best judgement."
     brief.decisions = [*brief.decisions, decision[:300]][-5:]
-    message = HumanMessage(content=decision, name="user", id=str(uuid4()))
+    message = HumanMessage(content=decision, name="user", id=message_id)
     handled.append(str(message.id))
     return {
         "question": None,

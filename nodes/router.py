@@ -83,6 +83,7 @@ def _take_in_user(state: StudioState) -> dict[str, Any]:
     phase = state.get("phase", "ideation")
     if not brief.request:
         brief.request = text[:1000]
+        update.update(enter_phase("ideation"))
         update["brief"] = dump(brief)
         if is_unclear(text):
             update.update(clarifying_asked=True)

@@ -97,6 +97,7 @@ def unavailable(turn: Turn, phase: str, error: BaseException) -> dict[str, Any]:
                 phase=phase,
                 kind="unavailable",
                 unavailable_role=turn.speaker,
+                turn_kind=turn.kind,
             )
         ],
         "current": None,
