@@ -18,6 +18,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import Field
 
 from creative_studio.tools.models import StaticProvider
 
@@ -30,10 +31,10 @@ class TurnModel(GenericFakeChatModel):
     """replies: kind -> list of replies used in order (the last one repeats)."""
 
     messages: Iterator[Any] = iter(())
-    replies: dict[str, list[Reply]] = {}
+    replies: dict[str, list[Reply]] = Field(default_factory=dict)
     delay: float = 0.0
-    prompts: list[list[BaseMessage]] = []
-    kinds: list[str] = []
+    prompts: list[list[BaseMessage]] = Field(default_factory=list)
+    kinds: list[str] = Field(default_factory=list)
 
     def _pick(self, messages: list[BaseMessage]) -> str:
         self.prompts.append(list(messages))
