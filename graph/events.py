@@ -44,7 +44,7 @@ def role_of(message: AnyMessage) -> str:
     """The speaker role stored with a message: user, a specialist, or system."""
     if message.type == "human":
         return "user"
-    return message.name if message.name in personas() else "system"
+    return message.name if message.name and message.name in personas() else "system"
 
 
 def display_name(role: str) -> str:

@@ -21,16 +21,17 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
+from langgraph.types import Command, StreamMode
 
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.events import (
+    EventKind,
     EventSink,
     StudioEvent,
     display_name,
@@ -44,7 +45,7 @@ from creative_studio.tools.repository import StudioRepository
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 8_000
-STREAM_MODES = ["messages", "updates", "tasks", "custom"]
+STREAM_MODES: list[StreamMode] = ["messages", "updates", "tasks", "custom"]
 
 
 class _Interjected(Exception):
@@ -276,7 +277,8 @@ class ConversationRunner:
             stream_mode=STREAM_MODES,
             durability="sync",
         )
-        async for mode, chunk in stream:
+        async for part in stream:
+            mode, chunk = cast(tuple[str, Any], part)
             if mode == "tasks":
                 await self._on_task(cid, live, chunk)
             elif mode == "messages":
@@ -399,10 +401,10 @@ class ConversationRunner:
         )
         return payload
 
-    async def _emit(self, cid: str, kind: str, data: dict[str, Any]) -> None:
+    async def _emit(self, cid: str, kind: EventKind, data: dict[str, Any]) -> None:
         if self.sink is None:
             return
         try:
-            await self.sink(StudioEvent(kind=kind, conversation_id=cid, data=data))  # type: ignore[arg-type]
+            await self.sink(StudioEvent(kind=kind, conversation_id=cid, data=data))
         except Exception:  # a broken client must never break the conversation
             log.exception("event sink failed")

@@ -82,10 +82,13 @@ def _take_in_user(state: StudioState) -> dict[str, Any]:
     }
     phase = state.get("phase", "ideation")
     if not brief.request:
-        brief.request = text[:1000]
+        # The first message is the request; any sent right after it are its first directions.
+        first = new[0].text.strip()
+        brief.request = first[:1000]
+        brief.directions = [m.text.strip()[:300] for m in new[1:]][-5:]
         update.update(enter_phase("ideation"))
         update["brief"] = dump(brief)
-        if is_unclear(text):
+        if is_unclear(" ".join(m.text for m in new)):
             update.update(clarifying_asked=True)
             update["agenda"] = [dump(Turn(speaker=r, kind="clarify")) for r in ("style", "story")]
         else:
@@ -97,7 +100,7 @@ def _take_in_user(state: StudioState) -> dict[str, Any]:
         update["brief"] = dump(brief)
         update["agenda"] = []
         return update
-    brief.directions = [*brief.directions, text[:300]][-5:]
+    brief.directions = [*brief.directions, *(m.text.strip()[:300] for m in new)][-5:]
     update["brief"] = dump(brief)
     responders = relevant_roles(text)
     answers = [Turn(speaker=r, kind="answer_user") for r in responders]

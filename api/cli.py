@@ -1,0 +1,279 @@
+"""The ``creative-studio`` command.
+
+``creative-studio chat "a cyberpunk street at night"`` runs a conversation in the
+terminal: every specialist streams in their own colour, anything you type while they
+talk is an interjection (it wins), questions from the team are answered inline, and
+the final plan is shown at the end. Type more to iterate; an empty line, ``/quit``
+or Ctrl-D ends the session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from creative_studio.graph.builder import build_graph
+from creative_studio.graph.events import StudioEvent
+from creative_studio.graph.prompting import personas
+from creative_studio.graph.runner import ConversationRunner
+from creative_studio.graph.state import TechnicalPlan
+from creative_studio.tools.database import Database
+from creative_studio.tools.errors import StudioError
+from creative_studio.tools.models import validate_assignment
+from creative_studio.tools.settings import StudioSettings
+
+ROLE_COLOURS = {role: p.colour for role, p in personas().items()} | {
+    "user": "bright_white",
+    "system": "bright_black",
+}
+
+
+class TerminalView:
+    """Renders studio events: tokens inline, whole messages, phases and questions."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.streaming: str | None = None  # message id being streamed
+        self.shown: set[str] = set()
+        self.question: dict[str, Any] | None = None
+        self.status = "idle"
+        self.changed = asyncio.Event()
+
+    def _header(self, role: str, speaker: str) -> None:
+        colour = ROLE_COLOURS.get(role, "white")
+        label = f"{speaker} ({role})" if role in personas() else speaker
+        self.console.print(f"\n[bold {colour}]{label}:[/] ", end="")
+
+    def _end_stream(self) -> None:
+        if self.streaming is not None:
+            self.console.print()
+            self.streaming = None
+
+    async def on_event(self, event: StudioEvent) -> None:
+        data = event.data
+        if event.kind == "token":
+            if self.streaming != data["message_id"]:
+                self._end_stream()
+                self._header(data["role"], data["speaker"])
+                self.streaming = data["message_id"]
+            self.console.print(data["text"], end="", markup=False, highlight=False)
+        elif event.kind == "message":
+            self._message(data)
+        elif event.kind == "phase":
+            self._end_stream()
+            self.console.rule(f"[bold]phase: {data['phase']}[/]", style="bright_black")
+        elif (
+            event.kind == "typing"
+            and data.get("active")
+            and data["role"] in ("technical", "critic")
+        ):
+            self._end_stream()
+            self.console.print(f"[dim]{data['speaker']} is working…[/]")
+        elif event.kind == "interrupt":
+            self._end_stream()
+            self.question = data["question"]
+            self._show_question(data["question"])
+        elif event.kind == "error":
+            self._end_stream()
+            self.console.print(f"[bold red]Error:[/] {data.get('message')}")
+        elif event.kind == "status":
+            self.status = data["state"]
+        self.changed.set()
+
+    def _message(self, data: dict[str, Any]) -> None:
+        message_id = data["message_id"]
+        if message_id in self.shown:
+            return
+        self.shown.add(message_id)
+        if data["role"] == "user":
+            return  # the person just typed it
+        if self.streaming == message_id:
+            if data.get("interrupted"):
+                self.console.print(" [dim italic](interrupted)[/]", end="")
+            self._end_stream()
+            return
+        self._end_stream()
+        self._header(data["role"], data["speaker"])
+        style = "dim" if data["role"] == "system" else ""
+        self.console.print(data["content"], style=style, markup=False, highlight=False)
+
+    def _show_question(self, question: dict[str, Any]) -> None:
+        if question.get("type") == "approve_plan" and question.get("plan"):
+            self.show_plan(question["plan"])
+            self.console.print("[bold]Generate this plan?[/] (yes / no, and what to change)")
+        else:
+            self.console.print(Panel(question.get("question", ""), title="The team asks you"))
+
+    def show_plan(self, plan: dict[str, Any]) -> None:
+        parsed = TechnicalPlan.model_validate(plan)
+        table = Table(title="Pixel's plan", show_header=False, title_style="bold green")
+        for key, value in parsed.model_dump(exclude={"rationale"}).items():
+            if value not in (None, [], ""):
+                table.add_row(key, str(value))
+        self.console.print(table)
+
+
+async def _read_lines(queue: asyncio.Queue[str | None]) -> None:
+    """Read stdin in a thread (never block the event loop), line by line, None at EOF."""
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            await queue.put(None)
+            return
+        await queue.put(line.rstrip("\n"))
+
+
+QUIT = ("/quit", "/exit")
+
+
+async def _handle_line(runner: ConversationRunner, view: TerminalView, cid: str, line: str) -> None:
+    try:
+        await runner.send(cid, line)
+    except StudioError as error:
+        view.console.print(f"[bold red]{error.message}[/]")
+
+
+async def _step(
+    runner: ConversationRunner,
+    view: TerminalView,
+    cid: str,
+    lines: asyncio.Queue[str | None],
+    interactive: bool,
+) -> bool:
+    """One turn of the terminal loop; False when the person is done."""
+    getter = asyncio.create_task(lines.get())
+    idle = asyncio.create_task(runner.wait_idle(cid))
+    done, _ = await asyncio.wait({getter, idle}, return_when=asyncio.FIRST_COMPLETED)
+    if getter in done:  # the person typed while the team works: an interjection
+        idle.cancel()
+        line = getter.result()
+        if line is None or line.strip() in QUIT:
+            if line is not None:
+                await runner.cancel(cid)
+            await runner.wait_idle(cid)
+            return False
+        if line.strip():
+            await _handle_line(runner, view, cid, line)
+        return True
+    getter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await getter
+    if view.status == "complete":
+        await _show_result(view, runner, cid)
+        if interactive:
+            view.console.print("[dim]Type to iterate, or press Enter / Ctrl-D to finish.[/]")
+    line = await lines.get()  # the team is idle: wait for the person
+    if line is None or line.strip() in QUIT or not line.strip():
+        return False
+    await _handle_line(runner, view, cid, line)
+    return True
+
+
+async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
+    console = Console(highlight=False, soft_wrap=True)
+    view = TerminalView(console)
+    extra: dict[str, Any] = {}
+    if args.model:
+        extra["default_model"] = validate_assignment(args.model)
+    async with Database.open(settings.database_url, settings.data_dir) as database:
+        graph = build_graph(database.checkpointer)
+        runner = ConversationRunner(graph, database, sink=view.on_event, extra_configurable=extra)
+        repo = runner.repository
+        if args.conversation:
+            conversation = await repo.get_conversation(args.conversation)
+        else:
+            prefs = {"approve_plans": True} if args.approve_plans else {}
+            session = await repo.create_session(
+                name=(args.request or "Terminal session")[:80], preferences=prefs
+            )
+            conversation = await repo.create_conversation(session.id, title=args.request)
+        cid = str(conversation.id)
+        console.print(
+            f"[dim]Conversation {cid} · model {extra.get('default_model', settings.model)} · "
+            "type to interject, Ctrl-D to finish[/]"
+        )
+        request = args.request
+        if not request and sys.stdin.isatty():
+            request = console.input("[bold]What should the team make?[/] ")
+        if request:
+            await runner.send(cid, request)
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+        reader = asyncio.create_task(_read_lines(lines))
+        interactive = sys.stdin.isatty()
+        try:
+            while await _step(runner, view, cid, lines, interactive):
+                pass
+        finally:
+            reader.cancel()
+            await runner.aclose()
+        console.print(
+            f"\n[dim]Saved. Continue later with: creative-studio chat --conversation {cid}[/]"
+        )
+    return 0
+
+
+async def _show_result(view: TerminalView, runner: ConversationRunner, cid: str) -> None:
+    state = (await runner.graph.aget_state({"configurable": {"thread_id": cid}})).values
+    if state.get("plan"):
+        view.console.print()
+        view.show_plan(state["plan"])
+    generation = state.get("generation") or {}
+    if generation:
+        view.console.print(f"[bold]Generation:[/] {generation.get('status')}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="creative-studio", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, help="where the embedded database lives")
+    parser.add_argument("--database-url", help="an external Postgres (else embedded)")
+    parser.add_argument("--ollama-host", help="Ollama server (default http://127.0.0.1:11434)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chat_cmd = commands.add_parser("chat", help="run a conversation in the terminal")
+    chat_cmd.add_argument("request", nargs="?", help="what the team should make")
+    chat_cmd.add_argument(
+        "--model", help="model for every role: ollama:<name>, embedded, scripted or auto"
+    )
+    chat_cmd.add_argument("--conversation", help="continue an earlier conversation by id")
+    chat_cmd.add_argument(
+        "--approve-plans", action="store_true", help="ask before generating a plan"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
+    overrides = {
+        key: value
+        for key, value in {
+            "data_dir": args.data_dir,
+            "database_url": args.database_url,
+            "ollama_host": args.ollama_host,
+        }.items()
+        if value is not None
+    }
+    settings = StudioSettings(**overrides)
+    try:
+        if args.command == "chat":
+            return asyncio.run(chat(args, settings))
+    except StudioError as error:
+        Console(stderr=True).print(f"[bold red]{error.message}[/]")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
