@@ -40,12 +40,15 @@ ROLE_COLOURS = {role: p.colour for role, p in personas().items()} | {
 class TerminalView:
     """Renders studio events: tokens inline, whole messages, phases and questions."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, echo_user: bool = False) -> None:
         self.console = console
+        self.echo_user = echo_user  # show the person's lines when they were not typed here
         self.streaming: str | None = None  # message id being streamed
         self.shown: set[str] = set()
+        self.streamed: set[str] = set()  # ids whose text is already on screen
         self.question: dict[str, Any] | None = None
         self.status = "idle"
+        self.result_shown = False
         self.changed = asyncio.Event()
 
     def _header(self, role: str, speaker: str) -> None:
@@ -65,6 +68,7 @@ class TerminalView:
                 self._end_stream()
                 self._header(data["role"], data["speaker"])
                 self.streaming = data["message_id"]
+                self.streamed.add(data["message_id"])
             self.console.print(data["text"], end="", markup=False, highlight=False)
         elif event.kind == "message":
             self._message(data)
@@ -87,6 +91,8 @@ class TerminalView:
             self.console.print(f"[bold red]Error:[/] {data.get('message')}")
         elif event.kind == "status":
             self.status = data["state"]
+            if self.status == "running":
+                self.result_shown = False
         self.changed.set()
 
     def _message(self, data: dict[str, Any]) -> None:
@@ -94,12 +100,17 @@ class TerminalView:
         if message_id in self.shown:
             return
         self.shown.add(message_id)
-        if data["role"] == "user":
+        if data["role"] == "user" and not self.echo_user:
             return  # the person just typed it
         if self.streaming == message_id:
             if data.get("interrupted"):
                 self.console.print(" [dim italic](interrupted)[/]", end="")
             self._end_stream()
+            return
+        if message_id in self.streamed:  # already on screen; the person's message came between
+            if data.get("interrupted"):
+                self._end_stream()
+                self.console.print(f"[dim italic]({data['speaker']} was interrupted)[/]")
             return
         self._end_stream()
         self._header(data["role"], data["speaker"])
@@ -181,7 +192,7 @@ async def _step(
 
 async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
     console = Console(highlight=False, soft_wrap=True)
-    view = TerminalView(console)
+    view = TerminalView(console, echo_user=not sys.stdin.isatty())
     extra: dict[str, Any] = {}
     if args.model:
         extra["default_model"] = validate_assignment(args.model)
@@ -213,6 +224,8 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
         try:
             while await _step(runner, view, cid, lines, interactive):
                 pass
+            if view.status == "complete" and not view.result_shown:
+                await _show_result(view, runner, cid)
         finally:
             reader.cancel()
             await runner.aclose()
@@ -223,6 +236,7 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
 
 
 async def _show_result(view: TerminalView, runner: ConversationRunner, cid: str) -> None:
+    view.result_shown = True
     state = (await runner.graph.aget_state({"configurable": {"thread_id": cid}})).values
     if state.get("plan"):
         view.console.print()

@@ -336,13 +336,13 @@ class ConversationRunner:
                 continue
             if "current" in update:
                 live.turn = update["current"]
+            phase = update.get("phase")
+            if phase and phase != live.phase:  # announce the phase before what is said in it
+                live.phase = phase
+                await self._emit(cid, "phase", {"phase": phase})
             for message in update.get("messages") or []:
                 live.partial.pop(str(message.id), None)
                 await self._emit(cid, "message", await self._store(cid, message))
-            phase = update.get("phase")
-            if phase and phase != live.phase:
-                live.phase = phase
-                await self._emit(cid, "phase", {"phase": phase})
             if update.get("generation"):
                 await self._emit(cid, "generation_progress", update["generation"])
 
