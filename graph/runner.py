@@ -138,7 +138,9 @@ class ConversationRunner:
                 raise InvalidInputError("The team asked you a question: answer it to continue.")
             value = await self._answer_payload(cid, answer)
             live.pending.append(_Resume(Command(resume=value)))
-        elif snapshot.next:
+        elif snapshot.next or snapshot.tasks:
+            # A run was cut short. ``tasks`` also lists a step whose node finished and
+            # saved its writes just before the crash (it is not in ``next`` any more).
             live.pending.append(_Resume(None))
         else:
             raise InvalidStateError(
