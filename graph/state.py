@@ -7,9 +7,11 @@ process from its last checkpoint.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypedDict
 
 from langchain_core.messages import AnyMessage
+from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field, field_validator
 
@@ -177,6 +179,21 @@ class ConsensusStats(BaseModel):
     signal: Literal["continue", "converging", "ready", "objection", "loop", "deadlock"] = "continue"
 
 
+def append_messages(current: Any, batches: Sequence[Any]) -> Any:
+    """add_messages over a batch of writes (what DeltaChannel's reducer receives)."""
+    for batch in batches:
+        current = add_messages(current, batch)
+    return current
+
+
+# Messages are stored as deltas: each checkpoint keeps only the new messages (with a
+# full snapshot every 50 updates), so storage grows linearly with the conversation
+# instead of rewriting the whole transcript at every step.
+MESSAGES_CHANNEL: DeltaChannel[list[AnyMessage]] = DeltaChannel(
+    append_messages, snapshot_frequency=50
+)
+
+
 class StudioState(TypedDict, total=False):
     """The graph's state.
 
@@ -186,7 +203,7 @@ class StudioState(TypedDict, total=False):
     graphs, and a bad value still fails loudly where a model is built.
     """
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Annotated[list[AnyMessage], MESSAGES_CHANNEL]
     phase: Phase
     brief: dict[str, Any]  # Brief
     agenda: list[dict[str, Any]]  # list[Turn]: upcoming turns, decided by the router
@@ -213,7 +230,7 @@ class StudioState(TypedDict, total=False):
 class StudioInput(TypedDict):
     """What a caller gives the graph: new messages (usually one from the person)."""
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Annotated[list[AnyMessage], MESSAGES_CHANNEL]
 
 
 def brief_of(state: StudioState) -> Brief:

@@ -46,7 +46,7 @@ def _specialist_turns(messages: list[AnyMessage]) -> list[AnyMessage]:
     return [m for m in messages if m.type == "ai" and m.name in SPECIALISTS]
 
 
-def consensus(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
+async def consensus(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     """Measure the turn that just ended and update the brief and the signal."""
     settings = Configuration.from_runnable_config(config)
     messages = state.get("messages", [])

@@ -37,7 +37,7 @@ def _approved(answer: Any) -> bool:
     return bool(first) and first[0].strip(".,!") not in _NO
 
 
-def ask_person(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
+async def ask_person(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     """Pause for the person's answer, then turn it into a decision the team follows."""
     question = state.get("question") or {}
     answer = interrupt(question)

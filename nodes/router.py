@@ -326,7 +326,7 @@ def _combine(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     return combined
 
 
-def router(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
+async def router(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     """Decide the next turn; the edge function below turns it into the next node."""
     settings = Configuration.from_runnable_config(config)
     update: dict[str, Any] = {"current": None}
