@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# llama-cpp-python compiles llama.cpp; its native CPU detection crashes on some CPUs (AMX),
+# so build a portable binary. pip caches the wheel: later installs take a second.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
 .PHONY: setup run chat test lint bench clean
 

@@ -19,16 +19,19 @@ from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
+from rich.progress import Progress
 from rich.table import Table
 
 from creative_studio.graph.builder import build_graph
+from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.events import StudioEvent
 from creative_studio.graph.prompting import personas
 from creative_studio.graph.runner import ConversationRunner
 from creative_studio.graph.state import TechnicalPlan
 from creative_studio.tools.database import Database
 from creative_studio.tools.errors import StudioError
-from creative_studio.tools.models import validate_assignment
+from creative_studio.tools.models import EMBEDDED_NOTE, AssignmentProvider, validate_assignment
+from creative_studio.tools.ollama import OllamaService, resolve_auto
 from creative_studio.tools.settings import StudioSettings
 
 ROLE_COLOURS = {role: p.colour for role, p in personas().items()} | {
@@ -196,8 +199,9 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
     extra: dict[str, Any] = {}
     if args.model:
         extra["default_model"] = validate_assignment(args.model)
+    provider = AssignmentProvider(settings.ollama_host, data_dir=settings.data_dir)
     async with Database.open(settings.database_url, settings.data_dir) as database:
-        graph = build_graph(database.checkpointer)
+        graph = build_graph(database.checkpointer, provider=provider)
         runner = ConversationRunner(graph, database, sink=view.on_event, extra_configurable=extra)
         repo = runner.repository
         if args.conversation:
@@ -209,10 +213,10 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
             )
             conversation = await repo.create_conversation(session.id, title=args.request)
         cid = str(conversation.id)
-        console.print(
-            f"[dim]Conversation {cid} · model {extra.get('default_model', settings.model)} · "
-            "type to interject, Ctrl-D to finish[/]"
-        )
+        console.print(f"[dim]Conversation {cid} · type to interject, Ctrl-D to finish[/]")
+        await provider.ensure_ready()
+        configurable = {**await runner.settings(cid), **extra}
+        _show_models(console, provider, Configuration.model_validate(configurable))
         request = args.request
         if not request and sys.stdin.isatty():
             request = console.input("[bold]What should the team make?[/] ")
@@ -232,6 +236,51 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
         console.print(
             f"\n[dim]Saved. Continue later with: creative-studio chat --conversation {cid}[/]"
         )
+    return 0
+
+
+def _show_models(console: Console, provider: AssignmentProvider, config: Configuration) -> None:
+    """Tell the person which model each specialist uses (and when it is the tiny fallback)."""
+    assignments = provider.assignments(config)
+    line = " · ".join(f"{personas()[role].name} {model}" for role, model in assignments.items())
+    console.print(f"[dim]Models: {line}[/]")
+    if "embedded" in assignments.values():
+        reason = f" ({provider.auto_reason})" if provider.auto_reason else ""
+        console.print(f"[yellow]Note{reason}: {EMBEDDED_NOTE}.[/]")
+
+
+async def models_command(args: argparse.Namespace, settings: StudioSettings) -> int:
+    """List Ollama's installed models, or pull one with a progress bar."""
+    console = Console(highlight=False)
+    service = OllamaService(settings.ollama_host)
+    if args.pull:
+        with Progress(console=console) as progress:
+            task = progress.add_task(f"pulling {args.pull}", total=None)
+            async for step in service.pull(args.pull):
+                progress.update(
+                    task,
+                    description=f"{args.pull}: {step.status}",
+                    total=step.total or None,
+                    completed=step.completed or 0,
+                )
+        console.print(f"[green]{args.pull} is installed.[/] Assign it with ollama:{args.pull}")
+        return 0
+    status = await service.status()
+    if not status.reachable:
+        console.print(f"[red]{status.error}[/]")
+        console.print(f"Without Ollama every role uses the embedded model: {EMBEDDED_NOTE}.")
+        return 1
+    table = Table(title=f"Ollama at {status.host}")
+    for column in ("model", "parameters", "quantization", "size"):
+        table.add_column(column)
+    for model in status.models:
+        size = f"{model.size / 2**30:.1f} GiB" if model.size else ""
+        table.add_row(
+            f"ollama:{model.name}", model.parameter_size or "", model.quantization or "", size
+        )
+    console.print(table)
+    best = await resolve_auto(settings.ollama_host)
+    console.print(f"auto resolves to: {best[0]}")
     return 0
 
 
@@ -262,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat_cmd.add_argument(
         "--approve-plans", action="store_true", help="ask before generating a plan"
     )
+    models_cmd = commands.add_parser("models", help="list Ollama's models, or pull one")
+    models_cmd.add_argument("--pull", metavar="NAME", help="download a model with Ollama")
     return parser
 
 
@@ -281,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "chat":
             return asyncio.run(chat(args, settings))
+        if args.command == "models":
+            return asyncio.run(models_command(args, settings))
     except StudioError as error:
         Console(stderr=True).print(f"[bold red]{error.message}[/]")
         return 2

@@ -41,11 +41,33 @@ class Configuration(BaseModel):
     max_send_backs: int = Field(default=2, ge=0, le=5)
     max_plan_revisions: int = Field(default=1, ge=0, le=5)
     recent_turns: int = Field(
-        default=8, ge=2, le=40, description="Transcript window in each prompt (turns)."
+        default=12,
+        ge=3,
+        le=60,
+        description="Transcript window in each prompt (turns); it slides in thirds.",
     )
     max_turn_chars: int = Field(default=700, ge=100, le=4000)
     novelty_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     repeat_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+
+    model_timeout: float = Field(
+        default=180.0, gt=0, le=3600, description="Seconds a model may take for one turn."
+    )
+    role_timeouts: dict[str, float] = Field(
+        default_factory=dict, description="Per-role timeouts, e.g. {'technical': 300}."
+    )
+    ollama_keep_alive: str = Field(
+        default="10m", description="How long Ollama keeps a model loaded after a turn."
+    )
+    ollama_num_ctx: int = Field(default=8192, ge=512, le=131072)
+    model_seed: int | None = Field(
+        default=None,
+        ge=0,
+        description="Fixed sampling seed (reproducible runs of the embedded model).",
+    )
+
+    def timeout_for(self, role: str) -> float:
+        return float(self.role_timeouts.get(role) or self.model_timeout)
 
     def model_for(self, role: str) -> str:
         return self.model_assignments.get(role) or self.default_model

@@ -77,30 +77,51 @@ def speaker_name(message: AnyMessage) -> str:
     return str(team_prompts()["moderator"]["name"])
 
 
-def render_transcript(messages: list[AnyMessage], window: int, max_chars: int) -> str:
-    recent = [m for m in messages if m.type in ("human", "ai")][-window:]
-    if not recent:
-        return "(nobody has spoken yet)"
+def window_start(count: int, window: int) -> int:
+    """Where the transcript window starts: it slides in chunks, not one turn at a time.
+
+    A window that drops its oldest line at every turn changes the prompt right after the
+    preamble, so no backend could reuse its cached prefix. Advancing by a third of the
+    window at once keeps the start fixed for several turns: the prompt shows between two
+    thirds of ``window`` and ``window`` turns, and consecutive turns share their prefix.
+    """
+    if count <= window:
+        return 0
+    step = max(1, window // 3)
+    return -(-(count - window) // step) * step
+
+
+def transcript_lines(messages: list[AnyMessage], window: int, max_chars: int) -> list[str]:
+    spoken = [m for m in messages if m.type in ("human", "ai")]
     lines = []
-    for message in recent:
+    for message in spoken[window_start(len(spoken), window) :]:
         text = message.text.strip().replace("\n", " ")
         if len(text) > max_chars:
             text = text[: max_chars - 1] + "…"
         lines.append(f"{speaker_name(message)}: {text}")
-    return "\n".join(lines)
+    return lines
 
 
 def shared_context(state: StudioState, config: Configuration) -> list[BaseMessage]:
-    """The prefix every speaker shares: preamble + brief + recent transcript."""
+    """The prefix every speaker shares: preamble + recent transcript + brief.
+
+    The parts also travel as data in ``additional_kwargs["studio_context"]``, for backends
+    that build their own prompt from them (the embedded completion model).
+    """
     prompts = team_prompts()
+    lines = transcript_lines(state.get("messages", []), config.recent_turns, config.max_turn_chars)
+    brief = brief_of(state)
+    phase = state.get("phase", "ideation")
     context = prompts["context"].format(
-        brief=brief_of(state).render(),
-        phase=state.get("phase", "ideation"),
-        transcript=render_transcript(
-            state.get("messages", []), config.recent_turns, config.max_turn_chars
-        ),
+        brief=brief.render(),
+        phase=phase,
+        transcript="\n".join(lines) or "(nobody has spoken yet)",
     )
-    return [SystemMessage(prompts["preamble"].strip()), HumanMessage(context.strip())]
+    data = {"transcript": lines, "brief": brief.render(), "request": brief.request, "phase": phase}
+    return [
+        SystemMessage(prompts["preamble"].strip()),
+        HumanMessage(context.strip(), additional_kwargs={"studio_context": data}),
+    ]
 
 
 def latest_user_text(state: StudioState) -> str:
@@ -136,7 +157,17 @@ def build_messages(state: StudioState, turn: Turn, config: Configuration) -> lis
         max_sentences=persona.max_sentences,
         kind=turn.kind,
     )
-    return [*shared_context(state, config), HumanMessage(closing.strip())]
+    turn_data = {
+        "speaker": turn.speaker,
+        "name": persona.name,
+        "kind": turn.kind,
+        "directive": turn.directive,
+        "user_message": latest_user_text(state)[:1000],
+    }
+    return [
+        *shared_context(state, config),
+        HumanMessage(closing.strip(), additional_kwargs={"studio_turn": turn_data}),
+    ]
 
 
 def repair_message(error: str) -> HumanMessage:

@@ -14,7 +14,7 @@ from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.prompting import build_messages, moderator
 from creative_studio.graph.state import CriticVerdict, StudioState, current_of, dump
 from creative_studio.nodes.speaking import (
-    provider_from,
+    model_for,
     speak,
     specialist_message,
     studio_message,
@@ -32,9 +32,12 @@ async def critic(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     settings = Configuration.from_runnable_config(config)
     phase = state.get("phase", "review")
     try:
-        model = provider_from(config).chat_model(ROLE, settings)
+        model = await model_for(ROLE, config)
         reply, verdict = await ask_structured(
-            model, build_messages(state, turn, settings), CriticVerdict
+            model,
+            build_messages(state, turn, settings),
+            CriticVerdict,
+            time_limit=settings.timeout_for(ROLE),
         )
     except Exception as error:
         detail = (

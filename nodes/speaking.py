@@ -7,21 +7,28 @@ conversation after a restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.prompting import build_messages, moderator, personas
 from creative_studio.graph.state import StudioState, Turn, current_of
 from creative_studio.graph.text import clean_reply
-from creative_studio.tools.models import AssignmentProvider, ModelProvider
+from creative_studio.tools.models import (
+    CONNECTION_ERRORS,
+    AssignmentProvider,
+    ModelProvider,
+    describe_failure,
+)
 
 log = logging.getLogger(__name__)
 _default_provider: AssignmentProvider | None = None
+RETRY_DELAYS = (0.5, 2.0)  # a refused connection is retried twice before the gap is noted
 
 
 def provider_from(config: RunnableConfig) -> ModelProvider:
@@ -48,6 +55,7 @@ def message_metadata(reply: BaseMessage) -> dict[str, Any]:
         "total_duration",
         "load_duration",
         "prompt_eval_count",
+        "prompt_cached_tokens",
         "prompt_eval_duration",
         "eval_count",
         "eval_duration",
@@ -83,11 +91,19 @@ def specialist_message(
     )
 
 
-def unavailable(turn: Turn, phase: str, error: BaseException) -> dict[str, Any]:
+def unavailable(
+    turn: Turn, phase: str, error: BaseException, config: RunnableConfig
+) -> dict[str, Any]:
     """One failing model must not stop the team: note the gap and let the others go on."""
     name = personas()[turn.speaker].name
-    detail = (
-        str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    settings = Configuration.from_runnable_config(config)
+    provider = provider_from(config)
+    assignment = settings.model_for(turn.speaker)
+    resolve = getattr(provider, "resolved", None)
+    if resolve is not None:
+        assignment = resolve(assignment)
+    detail = describe_failure(
+        error, assignment, getattr(provider, "ollama_host", ""), settings.timeout_for(turn.speaker)
     )
     log.warning("%s failed: %s", name, detail)
     return {
@@ -98,22 +114,45 @@ def unavailable(turn: Turn, phase: str, error: BaseException) -> dict[str, Any]:
                 kind="unavailable",
                 unavailable_role=turn.speaker,
                 turn_kind=turn.kind,
+                model=assignment,
             )
         ],
         "current": None,
     }
 
 
-async def call_model(
-    model: BaseChatModel, messages: list[BaseMessage], *, stream: bool = True
-) -> BaseMessage:
-    """Invoke the model; streamed turns reach the person token by token.
+async def model_for(role: str, config: RunnableConfig) -> BaseChatModel:
+    """The chat model for ``role``; lets the provider settle `auto` first (once)."""
+    provider = provider_from(config)
+    ensure_ready = getattr(provider, "ensure_ready", None)
+    if ensure_ready is not None:
+        await ensure_ready()
+    return provider.chat_model(role, Configuration.from_runnable_config(config))
 
-    Structured turns (JSON plans and verdicts) are tagged ``nostream`` so raw JSON never
-    shows up in the chat: the person sees the rendered plan when it is complete.
+
+async def call_model(
+    model: BaseChatModel | Runnable[Any, BaseMessage],
+    messages: list[BaseMessage],
+    *,
+    stream: bool = True,
+    time_limit: float | None = None,
+) -> BaseMessage:
+    """Invoke the model with a time limit, retrying a refused connection twice.
+
+    Streamed turns reach the person token by token. Structured turns (JSON plans and
+    verdicts) are tagged ``nostream`` so raw JSON never shows up in the chat: the person
+    sees the rendered plan when it is complete.
     """
     runnable = model if stream else model.with_config(tags=["nostream"])
-    return await runnable.ainvoke(messages)
+    for attempt in range(len(RETRY_DELAYS) + 1):
+        try:
+            async with asyncio.timeout(time_limit):
+                return await runnable.ainvoke(messages)
+        except CONNECTION_ERRORS:
+            if attempt == len(RETRY_DELAYS):
+                raise
+            await asyncio.sleep(RETRY_DELAYS[attempt])
+    raise AssertionError("unreachable")
 
 
 async def speak(role: str, state: StudioState, config: RunnableConfig) -> dict[str, Any]:
@@ -124,10 +163,12 @@ async def speak(role: str, state: StudioState, config: RunnableConfig) -> dict[s
     settings = Configuration.from_runnable_config(config)
     phase = state.get("phase", "ideation")
     try:
-        model = provider_from(config).chat_model(role, settings)
-        reply = await call_model(model, build_messages(state, turn, settings))
-    except Exception as error:
-        return unavailable(turn, phase, error)
+        model = await model_for(role, config)
+        reply = await call_model(
+            model, build_messages(state, turn, settings), time_limit=settings.timeout_for(role)
+        )
+    except Exception as error:  # any model failure is reported, not raised
+        return unavailable(turn, phase, error, config)
     names = [p.name for p in personas().values()]
     text = clean_reply(reply.text, names, settings.max_turn_chars) or "…"
     return {"messages": [specialist_message(reply, text, turn, phase)], "current": None}

@@ -9,10 +9,11 @@ rarely needed.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import Runnable
 from pydantic import BaseModel, ValidationError
 
 from creative_studio.graph.prompting import repair_message
@@ -26,10 +27,19 @@ class StructuredOutputError(Exception):
     """The model did not produce a valid object, even after one repair attempt."""
 
 
-def _constrained(model: BaseChatModel, schema: type[BaseModel]) -> BaseChatModel:
-    """Ask backends that can constrain decoding to do so (Ollama ``format``)."""
-    if type(model).__name__ == "ChatOllama":
-        return model.bind(format=schema.model_json_schema())  # type: ignore[return-value]
+def _constrained(
+    model: BaseChatModel, schema: type[BaseModel]
+) -> BaseChatModel | Runnable[Any, BaseMessage]:
+    """Ask backends that can constrain decoding to do so.
+
+    Ollama takes the JSON schema as ``format``; the embedded llama.cpp model has its own
+    bounded grammar per schema (tools/embedded.py GRAMMARS), selected by the schema's name.
+    """
+    kind = type(model).__name__
+    if kind == "ChatOllama":
+        return model.bind(format=schema.model_json_schema())
+    if kind == "ChatEmbedded":
+        return model.bind(json_schema=schema.__name__)
     return model
 
 
@@ -44,16 +54,20 @@ def _parse(text: str, schema: type[T]) -> T:
 
 
 async def ask_structured(
-    model: BaseChatModel, messages: list[BaseMessage], schema: type[T]
+    model: BaseChatModel,
+    messages: list[BaseMessage],
+    schema: type[T],
+    *,
+    time_limit: float | None = None,
 ) -> tuple[BaseMessage, T]:
     """(the raw reply, the validated object). Raises StructuredOutputError after one repair."""
     constrained = _constrained(model, schema)
-    reply = await call_model(constrained, messages, stream=False)
+    reply = await call_model(constrained, messages, stream=False, time_limit=time_limit)
     try:
         return reply, _parse(reply.text, schema)
     except ValueError as first:
         retry = [*messages, AIMessage(content=reply.text), repair_message(str(first))]
-        reply = await call_model(constrained, retry, stream=False)
+        reply = await call_model(constrained, retry, stream=False, time_limit=time_limit)
         try:
             return reply, _parse(reply.text, schema)
         except ValueError as second:

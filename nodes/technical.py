@@ -25,7 +25,7 @@ from creative_studio.graph.state import (
     plan_of,
 )
 from creative_studio.nodes.speaking import (
-    provider_from,
+    model_for,
     speak,
     specialist_message,
     studio_message,
@@ -56,9 +56,12 @@ async def technical(state: StudioState, config: RunnableConfig) -> dict[str, Any
     phase = state.get("phase", "synthesis")
     previous = plan_of(state)
     try:
-        model = provider_from(config).chat_model(ROLE, settings)
+        model = await model_for(ROLE, config)
         reply, plan = await ask_structured(
-            model, build_messages(state, turn, settings), TechnicalPlan
+            model,
+            build_messages(state, turn, settings),
+            TechnicalPlan,
+            time_limit=settings.timeout_for(ROLE),
         )
     except StructuredOutputError as error:
         failed = studio_message(
@@ -66,7 +69,7 @@ async def technical(state: StudioState, config: RunnableConfig) -> dict[str, Any
         )
         return {"messages": [failed], "current": None, "agenda": [], "awaiting_person": True}
     except Exception as error:
-        return {**unavailable(turn, phase, error), "agenda": [], "awaiting_person": True}
+        return {**unavailable(turn, phase, error, config), "agenda": [], "awaiting_person": True}
     plan.seed = choose_seed(plan, previous, brief_of(state).directions)
     message: AIMessage = specialist_message(reply, plan.summary(), turn, phase, plan=dump(plan))
     return {"messages": [message], "plan": dump(plan), "current": None, "verdict": None}

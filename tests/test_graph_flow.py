@@ -268,7 +268,7 @@ async def test_iteration_after_a_result_reuses_the_seed():
 
 
 async def test_a_failing_specialist_is_noted_and_the_others_carry_on():
-    down = [ConnectionError("model 'llama3' not found")]
+    down = [RuntimeError("model 'llama3' not found")]
     kinds = ("explore", "respond", "specifics", "answer_user", "vote", "plan_check")
     graph, config, _ = studio({"story": dict.fromkeys(kinds, down)})
     trace = await send(graph, config, REQUEST)

@@ -1,24 +1,31 @@
 """Model providers: turn a role's assignment string into a LangChain chat model.
 
 Assignments are strings so they can live in session settings and environment
-variables: ``ollama:<name>`` (an Ollama server), ``embedded`` (llama.cpp in process),
-``scripted`` (deterministic offline stand-in for demos and tests) and ``auto``
-(Ollama when it answers, otherwise the embedded model).
+variables: ``ollama:<name>`` (an Ollama server), ``embedded`` (Gemma 3 270M in process
+via llama.cpp), ``scripted`` (deterministic offline stand-in for demos and tests) and
+``auto`` (the best installed Ollama model when Ollama answers, otherwise ``embedded``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from pathlib import Path
 from typing import Protocol
 
+import httpx
 from langchain_core.language_models import BaseChatModel
 
 from creative_studio.graph.configuration import Configuration
 from creative_studio.tools.errors import InvalidInputError
+from creative_studio.tools.ollama import missing_message, resolve_auto, unreachable_message
 from creative_studio.tools.scripted import ScriptedChatModel
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
-DEFAULT_OLLAMA_MODEL = "llama3.2:3b"
+EMBEDDED_NOTE = (
+    "the embedded Gemma 3 270M is a tiny offline fallback; for the real experience run Ollama "
+    "with a 3-8B instruct model (see README, Models)"
+)
 
 
 class ModelProvider(Protocol):
@@ -32,7 +39,8 @@ def validate_assignment(assignment: str) -> str:
     value = assignment.strip()
     if value in ("auto", "embedded", "scripted"):
         return value
-    if value.startswith("ollama:") and len(value) > len("ollama:") and len(value) <= 200:
+    name = value.removeprefix("ollama:")
+    if value.startswith("ollama:") and 0 < len(name) <= 200 and not any(c.isspace() for c in name):
         return value
     raise InvalidInputError(
         f"Unknown model assignment {assignment!r}: use 'ollama:<model>', 'embedded', "
@@ -40,46 +48,114 @@ def validate_assignment(assignment: str) -> str:
     )
 
 
+def normalise_host(host: str) -> str:
+    host = host.strip().rstrip("/")
+    return host if host.startswith(("http://", "https://")) else f"http://{host}"
+
+
+# A refused, reset or dropped connection (not a timeout: retrying a slow model only doubles
+# the wait).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+)
+
+
+def describe_failure(error: BaseException, assignment: str, host: str, timeout: float) -> str:
+    """What went wrong with a model, in words that say what to do about it."""
+    import ollama
+
+    if isinstance(error, ollama.ResponseError) and (
+        error.status_code == 404 or "not found" in str(error.error).lower()
+    ):
+        return missing_message(assignment.removeprefix("ollama:"), host)
+    if isinstance(error, CONNECTION_ERRORS) and assignment.startswith("ollama:"):
+        return unreachable_message(host)
+    if isinstance(error, (TimeoutError, httpx.TimeoutException)):
+        return (
+            f"{assignment} did not answer within {timeout:g} s; a smaller model answers faster "
+            "(for example ollama:llama3.2:3b), or raise this role's timeout in settings"
+        )
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:300]
+
+
 class AssignmentProvider:
-    """Resolves assignment strings; ``auto`` is decided once by whoever starts the studio."""
+    """Resolves assignment strings. ``auto`` is decided once, asynchronously (ensure_ready)."""
 
     def __init__(
         self,
         ollama_host: str | None = None,
         *,
+        data_dir: Path | None = None,
         auto: str | None = None,
         scripted_delay: float | None = None,
     ) -> None:
-        self.ollama_host = ollama_host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
-        if not self.ollama_host.startswith("http"):
-            self.ollama_host = f"http://{self.ollama_host}"
-        self.auto = (
-            auto or f"ollama:{os.environ.get('CREATIVE_STUDIO_OLLAMA_MODEL', DEFAULT_OLLAMA_MODEL)}"
+        self.ollama_host = normalise_host(
+            ollama_host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
         )
+        self.data_dir = data_dir or Path(
+            os.environ.get("CREATIVE_STUDIO_DATA_DIR")
+            or Path.home() / ".local" / "share" / "creative-studio"
+        )
+        self.auto = auto
+        self.auto_reason = "set by the caller" if auto else None
         delay = scripted_delay
         if delay is None:
             delay = float(os.environ.get("CREATIVE_STUDIO_SCRIPTED_DELAY", "0") or 0)
         self.scripted_delay = delay
-        self._cache: dict[tuple[str, str], BaseChatModel] = {}
+        self._cache: dict[tuple[str, ...], BaseChatModel] = {}
+        self._ready = asyncio.Lock()
+
+    async def ensure_ready(self) -> None:
+        """Decide what `auto` means here: ask Ollama once (it may simply not be running)."""
+        async with self._ready:
+            if self.auto is None:
+                self.auto, self.auto_reason = await resolve_auto(self.ollama_host)
+
+    def resolved(self, assignment: str) -> str:
+        value = validate_assignment(assignment)
+        if value == "auto":
+            return self.auto or "embedded"
+        return value
+
+    def assignments(self, config: Configuration) -> dict[str, str]:
+        """Role -> the concrete model it uses, for telling the person."""
+        from creative_studio.graph.state import SPECIALISTS
+
+        return {role: self.resolved(config.model_for(role)) for role in SPECIALISTS}
 
     def chat_model(self, role: str, config: Configuration) -> BaseChatModel:
-        assignment = validate_assignment(config.model_for(role))
-        if assignment == "auto":
-            assignment = self.auto
-        key = (role, assignment)
+        assignment = self.resolved(config.model_for(role))
+        timeout = config.timeout_for(role)
+        key = (
+            role,
+            assignment,
+            str(timeout),
+            config.ollama_keep_alive,
+            str(config.ollama_num_ctx),
+            str(config.model_seed),
+        )
         if key not in self._cache:
-            self._cache[key] = self._build(role, assignment)
+            self._cache[key] = self._build(role, assignment, config)
         return self._cache[key]
 
-    def _build(self, role: str, assignment: str) -> BaseChatModel:
+    def _build(self, role: str, assignment: str, config: Configuration) -> BaseChatModel:
         if assignment == "scripted":
             return ScriptedChatModel(role=role, delay=self.scripted_delay)
-        if assignment.startswith("ollama:"):
-            from langchain_ollama import ChatOllama
+        if assignment == "embedded":
+            from creative_studio.tools.embedded import ChatEmbedded
 
-            return ChatOllama(model=assignment.removeprefix("ollama:"), base_url=self.ollama_host)
-        raise InvalidInputError(
-            f"The model assignment {assignment!r} is not available in this build."
+            return ChatEmbedded(data_dir=self.data_dir, seed=config.model_seed)
+        from langchain_ollama import ChatOllama
+
+        return ChatOllama(
+            model=assignment.removeprefix("ollama:"),
+            base_url=self.ollama_host,
+            keep_alive=config.ollama_keep_alive,
+            num_ctx=config.ollama_num_ctx,
+            client_kwargs={"timeout": config.timeout_for(role)},
         )
 
 

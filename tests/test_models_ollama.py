@@ -1,0 +1,268 @@
+"""Ollama specialists through the real langchain-ollama client against a wire-format double."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from creative_studio.graph.builder import build_graph
+from creative_studio.nodes import speaking
+from creative_studio.tools.models import AssignmentProvider
+from creative_studio.tools.ollama import (
+    OllamaModelMissingError,
+    OllamaService,
+    resolve_auto,
+)
+from tests.fakes import APPROVE_JSON, PLAN_JSON, run_turns
+from tests.ollama_double import OllamaDouble, closed_port
+
+REQUEST = "a cyberpunk street at night, neon signs"
+LINES = {
+    "Luna": "Magenta and cyan neon over wet asphalt.",
+    "Frame": "A low angle down the street, signs towering overhead.",
+    "Saga": "A courier pauses under a ramen sign as the rain stops.",
+    "Pixel": "SDXL at 1216x832 will carry it.",
+    "Lens": "Keep one clear focal point.",
+}
+
+
+def scripted_reply(body: dict[str, Any]) -> str:
+    """What the double answers: JSON for structured requests, a persona's line otherwise."""
+    schema = body.get("format")
+    if isinstance(schema, dict):
+        return PLAN_JSON if schema.get("title") == "TechnicalPlan" else APPROVE_JSON
+    last = body["messages"][-1]["content"]
+    if "Turn: vote" in last or "Turn: plan_check" in last:
+        return "READY - agreed."
+    for name, line in LINES.items():
+        if last.startswith(f"You are {name}"):
+            return line
+    return "Noted."
+
+
+@pytest.fixture
+def ollama():
+    double = OllamaDouble(models=["llama3.2:3b"], reply=scripted_reply).start()
+    yield double
+    double.stop()
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    monkeypatch.setattr(speaking, "RETRY_DELAYS", (0.01, 0.01))
+
+
+def graph_for(host: str):
+    return build_graph(
+        InMemorySaver(), provider=AssignmentProvider(ollama_host=host, auto="embedded")
+    )
+
+
+def config(**settings: Any) -> dict[str, Any]:
+    return {"configurable": {"thread_id": str(uuid4()), **settings}}
+
+
+def request_message() -> dict[str, Any]:
+    return {"messages": [HumanMessage(REQUEST, name="user", id=str(uuid4()))]}
+
+
+def studio_notes(state: dict[str, Any]) -> list[str]:
+    return [m.text for m in state["messages"] if m.additional_kwargs.get("kind") == "unavailable"]
+
+
+async def test_ollama_specialists_stream_tokens_and_keep_ollamas_counters(ollama):
+    graph = graph_for(ollama.url)
+    cfg = config(default_model="ollama:llama3.2:3b")
+    trace = await run_turns(graph, request_message(), cfg)
+    state = (await graph.aget_state(cfg)).values
+    assert state["phase"] == "complete" and state["plan"]["seed"] == 42
+    # Tokens arrived one NDJSON line at a time, per speaker node.
+    luna_tokens = [text for node, text in trace.tokens if node == "style"]
+    assert "".join(luna_tokens[:7]).startswith("Magenta and cyan neon")
+    assert len(luna_tokens) > 5
+    luna = next(m for m in state["messages"] if m.name == "style")
+    meta = luna.additional_kwargs["metadata"]
+    assert meta["eval_count"] == len(LINES["Luna"].split())
+    assert meta["prompt_eval_count"] > 50 and meta["total_duration"] == 4883583458
+    assert meta["usage"]["output_tokens"] == meta["eval_count"]
+    chats = [r for r in ollama.requests if r["path"] == "/api/chat"]
+    # Keep-alive and context size go with every request.
+    assert {r["keep_alive"] for r in chats} == {"10m"}
+    assert {r["options"]["num_ctx"] for r in chats} == {8192}
+    # Structured turns ask Ollama for the schema; others stream plain text.
+    formats = [r["format"]["title"] for r in chats if isinstance(r.get("format"), dict)]
+    assert formats == ["TechnicalPlan", "CriticVerdict"]
+    # Prefix-first: consecutive speakers share the preamble and the transcript so far (the
+    # next prompt only appends to it); the brief and the persona come after it.
+    first, second = chats[0]["messages"], chats[1]["messages"]
+    assert first[0] == second[0]
+    transcript = first[1]["content"].split("\n\nCreative brief")[0]
+    assert second[1]["content"].startswith(transcript + "\nLuna (style): Magenta")
+    assert first[-1]["content"].startswith("You are Luna") and second[-1]["content"].startswith(
+        "You are Frame"
+    )
+
+
+async def test_a_missing_model_is_named_with_the_pull_command_and_the_others_go_on(ollama):
+    graph = graph_for(ollama.url)
+    cfg = config(
+        default_model="ollama:llama3.2:3b", model_assignments={"story": "ollama:llama3.1:8b"}
+    )
+    await run_turns(graph, request_message(), cfg)
+    state = (await graph.aget_state(cfg)).values
+    notes = studio_notes(state)
+    assert notes, "Saga's failure should be noted in the chat"
+    assert notes[0] == (
+        f"Saga is unavailable: the model 'llama3.1:8b' is not installed on Ollama at {ollama.url}. "
+        "Run `ollama pull llama3.1:8b`, or assign an installed model to this role in settings"
+    )
+    assert {m.name for m in state["messages"] if m.type == "ai"} >= {
+        "style",
+        "composition",
+        "technical",
+    }
+    assert state["phase"] == "complete"
+
+
+async def test_an_unreachable_server_is_named_and_the_conversation_is_kept(fast_retries):
+    host = closed_port()
+    graph = graph_for(host)
+    cfg = config(default_model="ollama:llama3.2:3b")
+    await run_turns(graph, request_message(), cfg)
+    state = (await graph.aget_state(cfg)).values
+    notes = studio_notes(state)
+    assert len(notes) == 5  # five failures in a row: the team stops and waits
+    assert f"cannot reach Ollama at {host}" in notes[0] and "ollama serve" in notes[0]
+    assert state["awaiting_person"] is True
+    assert state["messages"][0].text == REQUEST  # nothing the person said is lost
+
+
+async def test_a_dropped_connection_is_retried_before_the_gap_is_noted(fast_retries):
+    """A server that accepts and hangs up: each turn is tried three times."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(50)
+    attempts = 0
+    stop = threading.Event()
+
+    def serve() -> None:
+        nonlocal attempts
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            attempts += 1
+            conn.recv(65536)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        host = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        graph = graph_for(host)
+        cfg = config(default_model="ollama:llama3.2:3b", max_rounds=1)
+        await run_turns(graph, request_message(), cfg)
+        notes = studio_notes((await graph.aget_state(cfg)).values)
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+    assert len(notes) == 5
+    assert attempts == 5 * 3
+    assert f"cannot reach Ollama at {host}" in notes[0]
+
+
+async def test_a_slow_model_times_out_with_a_hint_to_pick_a_smaller_one(ollama):
+    ollama.hang_seconds = 1.0
+    graph = graph_for(ollama.url)
+    cfg = config(
+        default_model="ollama:llama3.2:3b",
+        role_timeouts={
+            role: 0.3 for role in ("style", "composition", "story", "technical", "critic")
+        },
+    )
+    await run_turns(graph, request_message(), cfg)
+    notes = studio_notes((await graph.aget_state(cfg)).values)
+    assert notes[0].startswith(
+        "Luna is unavailable: ollama:llama3.2:3b did not answer within 0.3 s"
+    )
+    assert "smaller model" in notes[0]
+
+
+async def test_installed_models_show_and_pull_with_progress(ollama):
+    service = OllamaService(ollama.url)
+    status = await service.status()
+    assert status.reachable and [m.name for m in status.models] == ["llama3.2:3b"]
+    assert status.models[0].parameter_size == "3.2B"
+    shown = await service.show("llama3.2:3b")
+    assert "completion" in shown["capabilities"]
+    with pytest.raises(OllamaModelMissingError, match=re.escape("ollama pull qwen2.5:7b")):
+        await service.show("qwen2.5:7b")
+    progress = [p async for p in service.pull("qwen2.5:7b")]
+    assert progress[0].status == "pulling manifest" and progress[-1].status == "success"
+    fractions = [p.fraction for p in progress if p.fraction is not None]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert "qwen2.5:7b" in [m.name for m in await service.installed()]
+    with pytest.raises(Exception, match="could not pull 'no-such-model'"):
+        _ = [p async for p in service.pull("no-such-model")]
+
+
+async def test_status_of_a_server_that_is_down_names_the_host():
+    host = closed_port()
+    status = await OllamaService(host).status()
+    assert status.reachable is False and host in (status.error or "")
+
+
+async def test_auto_picks_the_best_installed_model_or_falls_back_to_embedded(ollama):
+    ollama.models = ["phi4-mini:latest", "qwen2.5:7b", "llama3.2:3b"]
+    assert (await resolve_auto(ollama.url))[0] == "ollama:qwen2.5:7b"
+    ollama.models = []
+    assignment, why = await resolve_auto(ollama.url)
+    assert assignment == "embedded" and "no chat model" in why
+    host = closed_port()
+    assignment, why = await resolve_auto(host)
+    assert assignment == "embedded" and host in why
+
+
+async def test_auto_is_resolved_once_before_the_first_turn(ollama):
+    provider = AssignmentProvider(ollama_host=ollama.url)
+    graph = build_graph(InMemorySaver(), provider=provider)
+    cfg = config(max_rounds=1)
+    await run_turns(graph, request_message(), cfg)
+    assert provider.auto == "ollama:llama3.2:3b"
+    assert sum(1 for r in ollama.requests if r["path"] == "/api/tags") == 1
+    chats = [r for r in ollama.requests if r["path"] == "/api/chat"]
+    assert chats and {r["model"] for r in chats} == {"llama3.2:3b"}
+
+
+async def test_unload_asks_ollama_to_free_the_model(ollama):
+    await OllamaService(ollama.url).unload("llama3.2:3b")
+    unloads = [r for r in ollama.requests if r["path"] == "/api/generate"]
+    assert unloads and unloads[0]["keep_alive"] == 0 and unloads[0]["model"] == "llama3.2:3b"
+
+
+def test_double_speaks_ndjson_with_a_final_done_line(ollama):
+    import httpx
+
+    with httpx.stream(
+        "POST",
+        f"{ollama.url}/api/chat",
+        json={"model": "llama3.2:3b", "messages": [{"role": "user", "content": "hi"}]},
+    ) as response:
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    assert all(not line["done"] for line in lines[:-1]) and lines[-1]["done"] is True
+    assert lines[-1]["done_reason"] == "stop" and lines[-1]["eval_count"] == len(lines) - 1
+    missing = httpx.post(f"{ollama.url}/api/chat", json={"model": "x", "messages": []})
+    assert missing.status_code == 404
+    assert missing.json() == {"error": 'model "x" not found, try pulling it first'}
