@@ -27,9 +27,9 @@ from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.events import StudioEvent
 from creative_studio.graph.prompting import personas
 from creative_studio.graph.runner import ConversationRunner
-from creative_studio.graph.state import TechnicalPlan
+from creative_studio.graph.state import SPECIALISTS, TechnicalPlan
 from creative_studio.tools.database import Database
-from creative_studio.tools.errors import StudioError
+from creative_studio.tools.errors import InvalidInputError, StudioError
 from creative_studio.tools.models import EMBEDDED_NOTE, AssignmentProvider, validate_assignment
 from creative_studio.tools.ollama import OllamaService, resolve_auto
 from creative_studio.tools.settings import StudioSettings
@@ -196,27 +196,33 @@ async def _step(
 async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
     console = Console(highlight=False, soft_wrap=True)
     view = TerminalView(console, echo_user=not sys.stdin.isatty())
-    extra: dict[str, Any] = {}
-    if args.model:
-        extra["default_model"] = validate_assignment(args.model)
+    assignments = parse_assignments(args.model, args.assign or [])
     provider = AssignmentProvider(settings.ollama_host, data_dir=settings.data_dir)
     async with Database.open(settings.database_url, settings.data_dir) as database:
         graph = build_graph(database.checkpointer, provider=provider)
-        runner = ConversationRunner(graph, database, sink=view.on_event, extra_configurable=extra)
+        runner = ConversationRunner(graph, database, sink=view.on_event)
         repo = runner.repository
+        prefs = {"approve_plans": True} if args.approve_plans else {}
         if args.conversation:
             conversation = await repo.get_conversation(args.conversation)
+            session = await repo.get_session(conversation.session_id)
+            if assignments or prefs:
+                await repo.update_session_settings(
+                    session.id,
+                    model_assignments={**session.model_assignments, **assignments},
+                    preferences=prefs or None,
+                )
         else:
-            prefs = {"approve_plans": True} if args.approve_plans else {}
             session = await repo.create_session(
-                name=(args.request or "Terminal session")[:80], preferences=prefs
+                name=(args.request or "Terminal session")[:80],
+                model_assignments=assignments,
+                preferences=prefs,
             )
             conversation = await repo.create_conversation(session.id, title=args.request)
         cid = str(conversation.id)
         console.print(f"[dim]Conversation {cid} · type to interject, Ctrl-D to finish[/]")
         await provider.ensure_ready()
-        configurable = {**await runner.settings(cid), **extra}
-        _show_models(console, provider, Configuration.model_validate(configurable))
+        _show_models(console, provider, Configuration.model_validate(await runner.settings(cid)))
         request = args.request
         if not request and sys.stdin.isatty():
             request = console.input("[bold]What should the team make?[/] ")
@@ -237,6 +243,19 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
             f"\n[dim]Saved. Continue later with: creative-studio chat --conversation {cid}[/]"
         )
     return 0
+
+
+def parse_assignments(model: str | None, assign: list[str]) -> dict[str, str]:
+    """--model (every role) and --assign role=model (one role) as session assignments."""
+    assignments = dict.fromkeys(SPECIALISTS, validate_assignment(model)) if model else {}
+    for item in assign:
+        role, _, value = item.partition("=")
+        if role not in SPECIALISTS or not value:
+            raise InvalidInputError(
+                f"--assign {item!r}: use role=model with a role of {', '.join(SPECIALISTS)}."
+            )
+        assignments[role] = validate_assignment(value)
+    return assignments
 
 
 def _show_models(console: Console, provider: AssignmentProvider, config: Configuration) -> None:
@@ -306,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat_cmd.add_argument("request", nargs="?", help="what the team should make")
     chat_cmd.add_argument(
         "--model", help="model for every role: ollama:<name>, embedded, scripted or auto"
+    )
+    chat_cmd.add_argument(
+        "--assign",
+        action="append",
+        metavar="ROLE=MODEL",
+        help="model for one role, e.g. technical=ollama:qwen2.5:7b (repeatable)",
     )
     chat_cmd.add_argument("--conversation", help="continue an earlier conversation by id")
     chat_cmd.add_argument(

@@ -26,9 +26,15 @@ add adding use using going get
 STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 
+def _base(word: str) -> str:
+    word = word.lower().strip("'-")
+    return word[:-2] if word.endswith("'s") else word  # "the lighthouse's light"
+
+
 def content_words(text: str) -> set[str]:
-    """Lower-cased words of three letters or more that are not filler."""
-    return {w.lower().strip("'-") for w in _WORD.findall(text)} - STOPWORDS
+    """Lower-cased words of three letters or more that are not filler (possessives folded)."""
+    words = {_base(w) for w in _WORD.findall(text)}
+    return {w for w in words if len(w) >= 3} - STOPWORDS
 
 
 def novelty(text: str, known: Iterable[str]) -> float:
@@ -56,7 +62,7 @@ def first_sentence(text: str, limit: int = 180) -> str:
     return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
 
 
-_NAME_PREFIX = re.compile(r"^\s*\**\s*(?:[A-Z][a-z]+)(?:\s*\([a-z ]+\))?\s*\**\s*:\s*")
+_NAME_PREFIX = re.compile(r"^\s*\**\s*(?:[A-Z][a-z]+)(?:\s*\([a-z ]+\))?\s*\**\s*:\s*\**\s*")
 
 
 def clean_reply(text: str, names: Iterable[str], limit: int) -> str:

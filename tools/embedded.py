@@ -279,24 +279,16 @@ def _parts(messages: list[BaseMessage]) -> tuple[dict[str, Any], dict[str, Any]]
     return context, turn
 
 
-def completion_prompt(messages: list[BaseMessage], structured: str | None) -> str:
+def completion_prompt(messages: list[BaseMessage]) -> str:
     """The few-shot completion prompt for one studio turn (see the module docstring)."""
     prompts = embedded_prompts()
     context, turn = _parts(messages)
     if not turn:  # not a studio prompt: plain continuation of the text
         return "\n".join(m.text for m in messages) + "\n"
     request = context.get("request") or "an image"
-    brief = " ".join(str(context.get("brief", "")).split())[:900]
-    if structured == "TechnicalPlan":
-        return str(prompts["structured"]["plan"]).format(brief=brief)
-    if structured == "CriticVerdict":
-        plan = " ".join(
-            messages[-1].text.split("Review Pixel's plan against the brief:")[-1].split()
-        )
-        return str(prompts["structured"]["review"]).format(brief=brief, plan=plan[:600])
     lines = [str(prompts["header"]).strip().format(request=request), *context.get("transcript", [])]
     cue = str(prompts["cues"].get(turn.get("kind"), "")).format(
-        directive=turn.get("directive", ""), name=turn.get("name", ""), plan=brief[:300]
+        directive=turn.get("directive", ""), name=turn.get("name", "")
     )
     if cue:
         lines.append(cue)
@@ -334,7 +326,7 @@ class ChatEmbedded(BaseChatModel):
         schema = GRAMMARS.get(structured) if structured else None
         _, turn = _parts(messages)
         gbnf = VOTE_GRAMMAR if not schema and turn.get("kind") in VOTE_KINDS else None
-        return completion_prompt(messages, structured if schema else None), schema, gbnf
+        return completion_prompt(messages), schema, gbnf
 
     def _final_chunk(self, stats: Completion, schema: dict[str, Any] | None) -> AIMessageChunk:
         usage = UsageMetadata(

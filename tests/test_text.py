@@ -1,0 +1,83 @@
+"""The small text measures behind consensus, cleaning and prompt windows."""
+
+from __future__ import annotations
+
+import pytest
+
+from creative_studio.graph.prompting import window_start
+from creative_studio.graph.text import (
+    clean_reply,
+    content_words,
+    extract_json_object,
+    novelty,
+    parse_vote,
+    similarity,
+)
+
+NAMES = ["Luna", "Frame", "Saga", "Pixel", "Lens"]
+
+
+def test_content_words_drop_filler_and_fold_possessives():
+    assert content_words("The lighthouse's light, and we think it's great!") == {
+        "lighthouse",
+        "light",
+    }
+
+
+def test_novelty_and_similarity():
+    assert novelty("neon rain reflections", ["neon", "rain"]) == pytest.approx(1 / 3)
+    assert novelty("", []) == 0.0
+    assert similarity("magenta neon over wet asphalt", "wet asphalt under magenta neon") == 1.0
+    assert similarity("magenta neon", "a quiet forest") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Luna: Soft pink light.", "Soft pink light."),
+        ("**Luna (style):** Soft pink light.", "Soft pink light."),
+        ("Soft pink light.\nFrame: I disagree.", "Soft pink light."),
+        ("Soft pink light.\nPerson: thanks", "Soft pink light."),
+        ("Note: keep it soft.", "Note: keep it soft."),  # not a member's name: kept
+    ],
+)
+def test_clean_reply(raw, expected):
+    assert clean_reply(raw, NAMES, 700) == expected
+
+
+def test_clean_reply_cuts_long_text():
+    assert clean_reply("word " * 500, NAMES, 100).endswith("…")
+    assert len(clean_reply("word " * 500, NAMES, 100)) == 100
+
+
+@pytest.mark.parametrize(
+    ("text", "ready"),
+    [
+        ("READY - palette settled.", True),
+        ("Yes, let's go.", True),
+        ("NOT YET - the courier is missing.", False),
+        ("Ready? Not yet, we need the light.", False),
+        ("Hmm, maybe the palette could be warmer.", False),  # no clear yes counts as no
+    ],
+)
+def test_parse_vote(text, ready):
+    assert parse_vote(text)[0] is ready
+
+
+def test_objection_reason_is_kept():
+    assert parse_vote("NOT YET - the courier is missing.") == (False, "the courier is missing.")
+
+
+def test_extract_json_object_from_prose_and_fences():
+    assert extract_json_object('Sure!\n```json\n{"a": {"b": 1}}\n```') == {"a": {"b": 1}}
+    assert extract_json_object('{broken} then {"ok": true}') == {"ok": True}
+    with pytest.raises(ValueError):
+        extract_json_object("no json here")
+    with pytest.raises(ValueError):
+        extract_json_object("[1, 2]")
+
+
+def test_transcript_window_slides_in_chunks():
+    assert [window_start(n, 12) for n in (5, 12, 13, 16, 17, 20, 21)] == [0, 0, 4, 4, 8, 8, 12]
+    shown = [n - window_start(n, 12) for n in range(1, 80)]
+    assert min(shown[12:]) >= 8 and max(shown) <= 12
