@@ -4,8 +4,10 @@ an embedded server surviving a SIGKILLed studio."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -25,9 +27,9 @@ from creative_studio.tools.database import (
     migration_files,
     start_embedded_postgres,
     stop_embedded_postgres,
-    writer_lock_key,
 )
 from creative_studio.tools.errors import ConversationBusyError
+from creative_studio.tools.leases import DEFAULT_TTL_S
 
 STUDIO_TABLES = {"sessions", "conversations", "messages", "generations"}
 CHECKPOINT_TABLES = {
@@ -77,7 +79,7 @@ async def test_apply_migrations_accepts_a_pool_and_a_non_autocommit_connection(
 
     async with await psycopg.AsyncConnection.connect(fresh_db_url) as conn:
         assert conn.autocommit is False
-        assert await apply_migrations(conn) == ["0001_initial"]
+        assert await apply_migrations(conn) == [version for version, _ in migration_files()]
         assert conn.autocommit is False  # restored
     async with AsyncConnectionPool(fresh_db_url, min_size=1, open=False) as pool:
         assert await apply_migrations(pool) == []
@@ -102,7 +104,7 @@ async def test_migration_sql_is_idempotent_after_another_tool_applied_it(
         for _, sql in migration_files():
             await conn.execute(sql, prepare=False)
             await conn.execute(sql, prepare=False)
-        assert await apply_migrations(conn) == ["0001_initial"]
+        assert await apply_migrations(conn) == [version for version, _ in migration_files()]
 
 
 def read_seed() -> str:
@@ -233,49 +235,70 @@ async def test_writer_lock_excludes_another_process_pool(
             pass
 
 
-async def test_writer_lock_is_released_on_error_and_not_leaked_into_the_pool(
-    database: Database,
-) -> None:
+async def test_writer_lock_is_released_on_error(database: Database) -> None:
     cid = str(uuid4())
     with pytest.raises(RuntimeError):
         async with database.writer_lock(cid):
             raise RuntimeError("node failed")
     async with database.pool.connection() as conn:
-        cur = await conn.execute("select count(*) as n from pg_locks where locktype = 'advisory'")
+        cur = await conn.execute("select count(*) as n from conversation_leases")
         assert (await cur.fetchone())["n"] == 0  # type: ignore[index]
     async with database.writer_lock(cid):
         pass
 
 
-async def test_writer_lock_dies_with_its_connection(database: Database, tmp_path: Path) -> None:
-    """A killed studio's session ends, so its lock must not block the conversation forever."""
+async def test_running_conversations_hold_no_connection(database: Database) -> None:
+    """Leases, not held sessions: more running conversations than pool connections."""
+    ids = [str(uuid4()) for _ in range(3 * database.pool.max_size)]
+    async with contextlib.AsyncExitStack() as stack:
+        for cid in ids:
+            lock = await stack.enter_async_context(database.writer_lock(cid))
+            assert await lock.is_held()
+
+
+async def test_a_killed_writers_lease_is_taken_over_at_once(database: Database) -> None:
+    """The owner names host and pid: a dead process on this host does not block a restart."""
     cid = str(uuid4())
-    async with Database.open(database.url, tmp_path) as other:
+    dead = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import os; print(os.getpid())", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await dead.communicate()
+    owner = f"{socket.gethostname()}/{int(out)}/deadbeef"
+    async with database.pool.connection() as conn:
+        await conn.execute(
+            "insert into conversation_leases (conversation_id, owner, expires_at)"
+            " values (%s, %s, now() + interval '1 hour')",
+            (cid, owner),
+        )
+    async with database.writer_lock(cid) as lock:
+        assert await lock.is_held()
+
+
+async def test_an_expired_lease_is_taken_over_and_a_live_one_is_not(database: Database) -> None:
+    expired, live = str(uuid4()), str(uuid4())
+    async with database.pool.connection() as conn:
+        await conn.execute(
+            "insert into conversation_leases (conversation_id, owner, expires_at) values"
+            " (%s, 'other-host/1/x', now() - interval '1 second'),"
+            " (%s, 'other-host/1/x', now() + interval '1 hour')",
+            (expired, live),
+        )
+    async with database.writer_lock(expired) as lock:
+        assert await lock.is_held()
+    with pytest.raises(ConversationBusyError):
+        async with database.writer_lock(live):
+            pass
+
+
+async def test_a_lease_is_renewed_while_held(database: Database) -> None:
+    cid = str(uuid4())
+    database.leases.ttl = 0.6  # renewed every 0.2 s
+    try:
         async with database.writer_lock(cid) as lock:
-            async with other.pool.connection() as conn:
-                await conn.execute("select pg_terminate_backend(%s)", (lock.backend_pid,))
-            deadline = time.monotonic() + 5
-            while True:  # the backend exits asynchronously
-                try:
-                    async with other.writer_lock(cid) as taken:
-                        assert await taken.is_held()
-                        break
-                except ConversationBusyError:
-                    assert time.monotonic() < deadline, "lock survived its connection"
-                    await asyncio.sleep(0.05)
-            assert not await lock.is_held()
-        # Leaving the block after the connection died is quiet, and the pool recovers.
-        async with database.writer_lock(cid) as again:
-            assert await again.is_held()
-
-
-def test_writer_lock_key_is_stable() -> None:
-    cid = "6f1f5a8e-94a2-4c57-9f57-3b3c1a7f2f10"
-    assert writer_lock_key(cid) == writer_lock_key(cid.upper()) == writer_lock_key(f" {cid} ")
-    assert writer_lock_key(cid) != writer_lock_key(str(uuid4()))
-    assert -(2**63) <= writer_lock_key(cid) < 2**63
-    # Pinned: a change would let an old and a new studio write the same conversation at once.
-    assert writer_lock_key(cid) == -823052341665960123
+            await asyncio.sleep(1.5)  # well past one ttl
+            assert await lock.is_held()
+    finally:
+        database.leases.ttl = DEFAULT_TTL_S
 
 
 # ------------------------------------------------------------------------------ embedded server

@@ -34,7 +34,7 @@ import time
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -48,7 +48,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from creative_studio.tools.errors import ConversationBusyError
+from creative_studio.tools.leases import Leases, WriterLock
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -56,12 +56,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MIGRATIONS_TABLE",
     "Database",
-    "WriterLock",
     "apply_migrations",
     "migration_files",
     "start_embedded_postgres",
     "stop_embedded_postgres",
-    "writer_lock_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -425,65 +423,6 @@ async def apply_migrations(
 # --------------------------------------------------------------------------------------------
 
 
-def writer_lock_key(conversation_id: str | UUID) -> int:
-    """The advisory-lock key of a conversation, equal for every spelling of the same uuid."""
-    text = str(conversation_id).strip()
-    with contextlib.suppress(ValueError):
-        text = str(UUID(text))
-    return _stable_key(f"creative-studio:conversation-writer:{text}")
-
-
-@dataclass
-class WriterLock:
-    """Proof that this process is the writer of a conversation, for as long as it is held.
-
-    The lock lives in a Postgres session: if that connection dies (network, server restart,
-    ``pg_terminate_backend``) the lock is gone and another process may take over, so a long
-    run can call :meth:`is_held` before committing to side effects.
-    """
-
-    conversation_id: str
-    key: int
-    backend_pid: int
-    _conn: AsyncConnection[DictRow]
-
-    async def is_held(self) -> bool:
-        """Ask the server whether our session still holds the lock (False if it is gone)."""
-        classid = (self.key >> 32) & 0xFFFFFFFF
-        objid = self.key & 0xFFFFFFFF
-        try:
-            cur = await self._conn.execute(
-                "select exists (select 1 from pg_locks where locktype = 'advisory'"
-                " and pid = pg_backend_pid() and granted and objsubid = 1"
-                " and classid = %s::bigint::oid and objid = %s::bigint::oid) as held",
-                (classid, objid),
-            )
-            row = await cur.fetchone()
-        except psycopg.Error:
-            return False
-        return bool(row and row["held"])
-
-
-async def _release_writer_lock(conn: AsyncConnection[DictRow], key: int) -> None:
-    """Unlock before the connection goes back to the pool, or close it.
-
-    A pooled connection that still held the lock would keep the conversation busy for as long
-    as the pool keeps that connection, so any doubt ends with the connection closed (which
-    releases every lock of its session).
-    """
-    try:
-        cur = await conn.execute("select pg_advisory_unlock(%s) as unlocked", (key,))
-        row = await cur.fetchone()
-        if not (row and row["unlocked"]):
-            await conn.close()
-    except psycopg.Error as exc:
-        logger.info("writer lock connection already gone (%s): the lock went with it", exc)
-        await conn.close()
-    except BaseException:
-        await conn.close()
-        raise
-
-
 # --------------------------------------------------------------------------------------------
 # Database
 # --------------------------------------------------------------------------------------------
@@ -541,6 +480,7 @@ class Database:
         self.checkpointer = checkpointer
         self.embedded = embedded
         self.data_dir = data_dir
+        self.leases = Leases(pool)
 
     @classmethod
     def open(
@@ -618,31 +558,14 @@ class Database:
     ) -> None:
         await self.close()
 
-    @contextlib.asynccontextmanager
-    async def writer_lock(self, conversation_id: str | UUID) -> AsyncIterator[WriterLock]:
+    def writer_lock(self, conversation_id: str | UUID) -> AbstractAsyncContextManager[WriterLock]:
         """Be the only writer of ``conversation_id`` across all studio processes, or fail fast.
 
-        Two runs on one LangGraph thread would interleave checkpoints and duplicate turns.
-        A session advisory lock on a dedicated connection excludes them, and because Postgres
-        drops it with the session, a killed studio never leaves a conversation locked.
-
+        A lease row (tools/leases.py), not a held connection: running conversations cost no
+        Postgres connections, and a killed studio's lease is recognised and taken over.
         Raises ConversationBusyError at once (no waiting) when another holder exists.
         """
-        key = writer_lock_key(conversation_id)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "select pg_try_advisory_lock(%s) as locked, pg_backend_pid() as pid", (key,)
-            )
-            row = await cur.fetchone()
-            if not (row and row["locked"]):
-                raise ConversationBusyError(
-                    f"Conversation {conversation_id} is already running in another studio "
-                    "process (or another request); wait for it to finish or stop it first."
-                )
-            try:
-                yield WriterLock(str(conversation_id), key, int(row["pid"]), conn)
-            finally:
-                await _release_writer_lock(conn, key)
+        return self.leases.hold(conversation_id)
 
 
 class _OpenDatabase:
