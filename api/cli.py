@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -314,6 +315,31 @@ async def _show_result(view: TerminalView, runner: ConversationRunner, cid: str)
         view.console.print(f"[bold]Generation:[/] {generation.get('status')}")
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: StudioSettings) -> int:
+    """Run the API (and the built web app) until Ctrl-C."""
+    import uvicorn
+
+    from creative_studio.api.app import create_app
+
+    if not is_loopback(settings.host) and not settings.api_token:
+        raise InvalidInputError(
+            f"Refusing to serve on {settings.host} without an API token: anyone on the network "
+            "could use the studio. Pass --token (or CREATIVE_STUDIO_API_TOKEN), or bind 127.0.0.1."
+        )
+    Console().print(f"Creative Studio on http://{settings.host}:{settings.port}  (API docs: /docs)")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="creative-studio", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, help="where the embedded database lives")
@@ -336,6 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     chat_cmd.add_argument(
         "--approve-plans", action="store_true", help="ask before generating a plan"
     )
+    serve_cmd = commands.add_parser("serve", help="serve the API and the web app on one port")
+    serve_cmd.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, help="port (default 8420)")
+    serve_cmd.add_argument("--comfyui-url", help="ComfyUI server (default http://127.0.0.1:8188)")
+    serve_cmd.add_argument(
+        "--token", help="API token; required to bind anything but a loopback address"
+    )
     models_cmd = commands.add_parser("models", help="list Ollama's models, or pull one")
     models_cmd.add_argument("--pull", metavar="NAME", help="download a model with Ollama")
     return parser
@@ -350,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
             "data_dir": args.data_dir,
             "database_url": args.database_url,
             "ollama_host": args.ollama_host,
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+            "comfyui_url": getattr(args, "comfyui_url", None),
+            "api_token": getattr(args, "token", None),
         }.items()
         if value is not None
     }
@@ -357,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "chat":
             return asyncio.run(chat(args, settings))
+        if args.command == "serve":
+            return serve(settings)
         if args.command == "models":
             return asyncio.run(models_command(args, settings))
     except StudioError as error:

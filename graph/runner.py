@@ -109,6 +109,7 @@ class ConversationRunner:
         self.sink = sink
         self.extra_configurable = extra_configurable or {}
         self._live: dict[str, _Live] = {}
+        self._closing = False
 
     # ----------------------------------------------------------------- public API
 
@@ -170,6 +171,7 @@ class ConversationRunner:
 
     async def aclose(self) -> None:
         """Stop every run (at shutdown); checkpoints keep everything already done."""
+        self._closing = True
         workers = [lv.worker for lv in self._live.values() if lv.worker and not lv.worker.done()]
         for worker in workers:
             worker.cancel()
@@ -226,11 +228,20 @@ class ConversationRunner:
                 while live.pending:
                     run_input = await self._next_input(cid, live, configurable)
                     await self._run(cid, live, run_input, configurable)
+        except asyncio.CancelledError:
+            # The process is shutting down: stop the run, keep what was streamed, and leave
+            # the status "running" so the next start continues this conversation.
+            if live.run is not None and not live.run.done():
+                live.run.cancel()
+                await asyncio.wait({live.run})
+            await asyncio.shield(self._keep_partials(cid, live))
+            raise
         except Exception as error:
             log.exception("conversation %s failed", cid)
             await self._emit(cid, "error", {"message": getattr(error, "message", str(error))})
         finally:
-            await self._finish(cid)
+            if not self._closing:
+                await self._finish(cid)
 
     async def _next_input(self, cid: str, live: _Live, configurable: dict[str, Any]) -> Any:
         first = live.pending[0]

@@ -302,6 +302,18 @@ class StudioRepository:
             f"No session with id {sid}.",
         )
 
+    async def replace_preferences(
+        self, session_id: IdLike, preferences: Mapping[str, Any]
+    ) -> SessionRecord:
+        """Set the whole preferences object (the API's PUT semantics)."""
+        sid = _uuid(session_id, "session")
+        return await self._one(
+            SessionRecord,
+            "update sessions set preferences = %(prefs)s where id = %(id)s returning *",
+            {"id": sid, "prefs": Jsonb(dict(preferences))},
+            f"No session with id {session_id}.",
+        )
+
     async def delete_session(self, session_id: IdLike) -> None:
         """Delete a session with its conversations, messages and generations (cascade).
 
@@ -373,6 +385,16 @@ class StudioRepository:
         if not rows:
             await self.get_session(sid)  # an unknown session is an error, not an empty list
         return rows
+
+    async def conversations_with_status(
+        self, status: ConversationStatus, limit: int = 1000
+    ) -> list[ConversationRecord]:
+        """E.g. the conversations a stopped process left ``running``, to resume them."""
+        return await self._many(
+            ConversationRecord,
+            "select * from conversations where status = %(status)s order by updated_at limit %(limit)s",
+            {"status": status, "limit": limit},
+        )
 
     async def set_conversation_status(
         self, conversation_id: IdLike, status: ConversationStatus

@@ -1,0 +1,160 @@
+"""Everything a route needs, in one place, handed out with FastAPI's ``Depends``.
+
+The ``Studio`` object is built once at start (lifespan) and lives on ``app.state``: the
+database, the graph and its conversation runner, the event log, the model provider.
+Routes stay thin: they validate, call a service, shape the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Query, Request
+
+from creative_studio.graph.builder import build_graph
+from creative_studio.graph.runner import ConversationRunner
+from creative_studio.tools.database import Database
+from creative_studio.tools.errors import StudioError
+from creative_studio.tools.eventlog import EventLog
+from creative_studio.tools.models import AssignmentProvider, ModelProvider
+from creative_studio.tools.repository import StudioRepository
+from creative_studio.tools.settings import StudioSettings
+
+log = logging.getLogger(__name__)
+
+
+class UnauthorizedError(StudioError):
+    status_code = 401
+    code = "unauthorized"
+
+
+@dataclass
+class Studio:
+    """The running studio's services."""
+
+    settings: StudioSettings
+    database: Database
+    provider: ModelProvider
+    runner: ConversationRunner
+    events: EventLog
+    repository: StudioRepository
+    last_seen: dict[str, float] = field(default_factory=dict)  # conversation -> person activity
+    paused: set[str] = field(default_factory=set)
+    storage: Any = None  # generation outputs (the ComfyUI issue's storage), when configured
+    _watchdog: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(
+        cls, settings: StudioSettings, *, provider: ModelProvider | None = None
+    ) -> Studio:
+        database = await Database.open(settings.database_url, settings.data_dir)
+        provider = provider or AssignmentProvider(settings.ollama_host, data_dir=settings.data_dir)
+        events = EventLog(database.pool)
+        await events.start()
+        graph = build_graph(database.checkpointer, provider=provider)
+        runner = ConversationRunner(graph, database, sink=events.publish)
+        studio = cls(
+            settings=settings,
+            database=database,
+            provider=provider,
+            runner=runner,
+            events=events,
+            repository=runner.repository,
+        )
+        await studio.resume_unfinished()
+        studio._watchdog = asyncio.create_task(studio._watch_idle(), name="idle-watchdog")
+        return studio
+
+    async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        await self.runner.aclose()
+        await self.events.stop()
+        await self.database.close()
+
+    async def resume_unfinished(self) -> None:
+        """Conversations a previous process left mid-run continue by themselves."""
+        for conversation in await self.repository.conversations_with_status("running"):
+            try:
+                await self.runner.resume(str(conversation.id))
+                log.info("resumed conversation %s", conversation.id)
+            except StudioError as error:
+                log.info("could not resume %s: %s", conversation.id, error.message)
+                await self.repository.set_conversation_status(conversation.id, "idle")
+
+    async def delete_session_files(self, session_id: str) -> None:
+        """Stored outputs go with their session (``{session_id}/...`` in the bucket)."""
+        if self.storage is not None:
+            await self.storage.delete_prefix(session_id)
+
+    def touch(self, conversation_id: str) -> None:
+        """The person is here (sent something, or is watching the stream)."""
+        self.last_seen[conversation_id] = time.monotonic()
+
+    async def person_is_back(self, conversation_id: str) -> None:
+        self.touch(conversation_id)
+        if conversation_id in self.paused:
+            self.paused.discard(conversation_id)
+            with contextlib.suppress(StudioError):
+                await self.runner.resume(conversation_id)
+                await self.events.publish_status(conversation_id, "resumed")
+
+    async def _watch_idle(self) -> None:
+        """Pause discussions whose person left (preference pause_after_idle_seconds)."""
+        while True:
+            await asyncio.sleep(5)
+            for conversation_id, seen in list(self.last_seen.items()):
+                if not self.runner.is_running(conversation_id) or conversation_id in self.paused:
+                    continue
+                if self.events.listeners(conversation_id):
+                    self.touch(conversation_id)  # someone is watching the stream
+                    continue
+                limit = await self._idle_limit(conversation_id)
+                if limit is not None and time.monotonic() - seen > limit:
+                    self.paused.add(conversation_id)
+                    await self.runner.cancel(conversation_id)
+                    await self.events.publish_status(conversation_id, "paused")
+
+    async def _idle_limit(self, conversation_id: str) -> float | None:
+        try:
+            settings = await self.runner.settings(conversation_id)
+        except StudioError:
+            return None
+        value: Any = settings.get("pause_after_idle_seconds")
+        return float(value) if value else None
+
+
+def studio(request: Request) -> Studio:
+    studio: Studio = request.app.state.studio
+    return studio
+
+
+StudioDep = Annotated[Studio, Depends(studio)]
+
+
+def require_token(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    access_token: Annotated[
+        str | None, Query(description="For EventSource clients, which cannot set headers.")
+    ] = None,
+) -> None:
+    """Every API request carries the token when the server has one (non-local binds)."""
+    expected: str | None = request.app.state.settings.api_token
+    if not expected:
+        return
+    given = access_token
+    if authorization and authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    if not given or not secrets.compare_digest(given, expected):
+        raise UnauthorizedError(
+            "This studio needs an API token: send 'Authorization: Bearer <token>'."
+        )

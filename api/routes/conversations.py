@@ -1,0 +1,167 @@
+"""Chat: post messages, follow the conversation live (SSE), answer the team, cancel."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, status
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from creative_studio.api.deps import StudioDep
+from creative_studio.api.schemas import (
+    MAX_PAGE,
+    Accepted,
+    Answer,
+    ConversationDetail,
+    EventOut,
+    MessageIn,
+    MessageOut,
+    RunState,
+)
+from creative_studio.tools.errors import InvalidInputError
+
+router = APIRouter(prefix="/conversations", tags=["chat"])
+
+
+@router.get("/{conversation_id}")
+async def get_conversation(conversation_id: str, studio: StudioDep) -> ConversationDetail:
+    """The conversation with where the team is: phase, open question, plan, generation."""
+    record = await studio.repository.get_conversation(conversation_id)
+    cid = str(record.id)
+    snapshot = await studio.runner.graph.aget_state({"configurable": {"thread_id": cid}})
+    values: dict[str, Any] = snapshot.values or {}
+    question = snapshot.interrupts[0].value if snapshot.interrupts else None
+    return ConversationDetail(
+        **record.model_dump(),
+        phase=values.get("phase"),
+        running=studio.runner.is_running(cid),
+        question=question,
+        plan=values.get("plan"),
+        generation=values.get("generation"),
+        brief=values.get("brief"),
+        last_event_id=await studio.events.last_id(cid),
+    )
+
+
+@router.post("/{conversation_id}/messages", status_code=status.HTTP_202_ACCEPTED)
+async def post_message(conversation_id: str, body: MessageIn, studio: StudioDep) -> Accepted:
+    """Returns at once; the team answers on the event stream. A message sent while the team
+    is talking interrupts it (it wins); several in a row are handled in order."""
+    cid = str((await studio.repository.get_conversation(conversation_id)).id)
+    busy = studio.runner.is_running(cid)
+    await studio.person_is_back(cid)
+    stored = await studio.runner.send(cid, body.content)
+    return Accepted(message=stored, queued=busy)
+
+
+@router.get("/{conversation_id}/messages")
+async def list_messages(
+    conversation_id: str,
+    studio: StudioDep,
+    after_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> list[MessageOut]:
+    """Complete messages in order; ``after_seq`` pages on (for clients without SSE)."""
+    records = await studio.repository.list_messages(
+        conversation_id, after_seq=after_seq, limit=limit
+    )
+    return [MessageOut.model_validate(r.model_dump()) for r in records]
+
+
+def _last_event_id(header: str | None, query: int | None) -> int:
+    if query is not None:
+        return query
+    if header is None or not header.strip():
+        return 0
+    try:
+        value = int(header.strip())
+    except ValueError:
+        raise InvalidInputError(f"Last-Event-ID must be an integer, got {header[:40]!r}.") from None
+    if value < 0:
+        raise InvalidInputError("Last-Event-ID cannot be negative.")
+    return value
+
+
+@router.get(
+    "/{conversation_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."}},
+)
+async def stream_events(
+    conversation_id: str,
+    request: Request,
+    studio: StudioDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**62, description="Same as Last-Event-ID.")
+    ] = None,
+) -> EventSourceResponse:
+    """The conversation as server-sent events: token, message, phase, typing, interrupt,
+    generation_progress, generation_done, error, status. Each has an increasing ``id``;
+    reconnect with ``Last-Event-ID`` to receive exactly what was missed."""
+    record = await studio.repository.get_conversation(conversation_id)
+    cid = str(record.id)
+    since = _last_event_id(last_event_id, after)
+    await studio.events.check_last_id(cid, since)
+    await studio.person_is_back(cid)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for event in studio.events.follow(cid, since):
+            if await request.is_disconnected():
+                return
+            studio.touch(cid)
+            yield ServerSentEvent(
+                data=json.dumps(event.data, default=str), event=event.kind, id=str(event.id)
+            )
+
+    return EventSourceResponse(events(), ping=15, send_timeout=30)
+
+
+@router.get("/{conversation_id}/events/log")
+async def event_log(
+    conversation_id: str,
+    studio: StudioDep,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> list[EventOut]:
+    """The same events as the stream, as a page of JSON (polling clients)."""
+    record = await studio.repository.get_conversation(conversation_id)
+    await studio.events.check_last_id(str(record.id), after)
+    return [
+        EventOut.model_validate(e.model_dump())
+        for e in await studio.events.read(str(record.id), after, limit)
+    ]
+
+
+@router.post("/{conversation_id}/answer", status_code=status.HTTP_202_ACCEPTED)
+async def answer(conversation_id: str, body: Answer, studio: StudioDep) -> RunState:
+    """Answer the team's open question: ``text``/``choice`` for "which option?",
+    ``approved`` (and optional ``text`` feedback) for "shall we generate this plan?"."""
+    record = await studio.repository.get_conversation(conversation_id)
+    payload = body.model_dump(exclude_none=True)
+    if not payload:
+        raise InvalidInputError("Send text, choice or approved to answer the team's question.")
+    await studio.person_is_back(str(record.id))
+    await studio.runner.resume(str(record.id), payload)
+    return RunState(conversation_id=record.id, running=True)
+
+
+@router.post("/{conversation_id}/cancel")
+async def cancel(conversation_id: str, studio: StudioDep) -> RunState:
+    """Stop the team at the next safe point; what was said so far stays."""
+    record = await studio.repository.get_conversation(conversation_id)
+    cancelled = await studio.runner.cancel(str(record.id))
+    return RunState(conversation_id=record.id, running=False, cancelled=cancelled)
+
+
+@router.post("/{conversation_id}/resume", status_code=status.HTTP_202_ACCEPTED)
+async def resume(conversation_id: str, studio: StudioDep) -> RunState:
+    """Continue a run that was cancelled, paused or cut short by a crash."""
+    record = await studio.repository.get_conversation(conversation_id)
+    cid = str(record.id)
+    studio.paused.discard(cid)
+    studio.touch(cid)
+    await studio.runner.resume(cid)
+    return RunState(conversation_id=record.id, running=True)

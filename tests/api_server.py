@@ -1,0 +1,107 @@
+"""A real uvicorn server of the studio on 127.0.0.1:<ephemeral>, for API tests.
+
+httpx's ASGI transport buffers whole responses (no SSE), so tests talk HTTP over a socket
+to a server running in the test's event loop, and can stop and restart it on the same
+database to test what survives a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from creative_studio.api.app import create_app
+from creative_studio.tools.models import ModelProvider
+from creative_studio.tools.settings import StudioSettings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ApiServer:
+    database_url: str
+    data_dir: Path
+    provider: ModelProvider | None = None
+    api_token: str | None = None
+    port: int = field(default_factory=free_port)
+    _server: uvicorn.Server | None = None
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> ApiServer:
+        settings = StudioSettings(
+            database_url=self.database_url,
+            data_dir=self.data_dir,
+            ollama_host="http://127.0.0.1:9",  # nothing there: fast "unreachable"
+            comfyui_url="http://127.0.0.1:9",
+            api_token=self.api_token,
+        )
+        app = create_app(settings, provider=self.provider, web_dir=None)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.02)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+        self._server = None
+        self._task = None
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=30, **kwargs)
+
+
+@dataclass
+class Sse:
+    id: int
+    event: str
+    data: dict[str, Any]
+
+
+async def sse_events(
+    client: httpx.AsyncClient, path: str, *, last_event_id: int | None = None, **params: Any
+) -> AsyncIterator[Sse]:
+    """Parse a text/event-stream response into events (comments and pings skipped)."""
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    async with client.stream("GET", path, headers=headers, params=params) as response:
+        if response.status_code != 200:
+            await response.aread()
+            raise AssertionError(f"{response.status_code}: {response.text}")
+        event: dict[str, str] = {}
+        async for line in response.aiter_lines():
+            if not line:
+                if "data" in event and "id" in event:
+                    yield Sse(
+                        int(event["id"]), event.get("event", "message"), json.loads(event["data"])
+                    )
+                event = {}
+                continue
+            if line.startswith(":"):
+                continue
+            key, _, value = line.partition(":")
+            event[key] = value[1:] if value.startswith(" ") else value
