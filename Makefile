@@ -33,6 +33,7 @@ lint: setup
 bench: setup
 	$(BIN)/python -m bench.orchestration
 	$(BIN)/python -m bench.models
+	$(BIN)/python -m bench.api
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
