@@ -108,27 +108,40 @@ class Studio:
                 await self.events.publish_status(conversation_id, "resumed")
 
     async def _watch_idle(self) -> None:
-        """Pause discussions whose person left (preference pause_after_idle_seconds)."""
         while True:
             await asyncio.sleep(5)
-            for conversation_id, seen in list(self.last_seen.items()):
-                if not self.runner.is_running(conversation_id) or conversation_id in self.paused:
-                    continue
-                if self.events.listeners(conversation_id):
-                    self.touch(conversation_id)  # someone is watching the stream
-                    continue
-                limit = await self._idle_limit(conversation_id)
-                if limit is not None and time.monotonic() - seen > limit:
-                    self.paused.add(conversation_id)
-                    await self.runner.cancel(conversation_id)
-                    await self.events.publish_status(conversation_id, "paused")
+            await self.pause_idle()
+
+    async def pause_idle(self) -> list[str]:
+        """Pause discussions whose person left (preference pause_after_idle_seconds).
+
+        Nobody is watching the stream and nothing was sent for that long: the team stops at
+        a safe point instead of talking to an empty room, and continues when the person is
+        back (a message, or opening the stream).
+        """
+        paused = []
+        for conversation_id, seen in list(self.last_seen.items()):
+            if not self.runner.is_running(conversation_id) or conversation_id in self.paused:
+                continue
+            if self.events.listeners(conversation_id):
+                self.touch(conversation_id)  # someone is watching the stream
+                continue
+            limit = await self._idle_limit(conversation_id)
+            if limit is not None and time.monotonic() - seen > limit:
+                self.paused.add(conversation_id)
+                await self.runner.cancel(conversation_id)
+                await self.runner.wait_idle(conversation_id)
+                await self.events.publish_status(conversation_id, "paused")
+                paused.append(conversation_id)
+        return paused
 
     async def _idle_limit(self, conversation_id: str) -> float | None:
         try:
-            settings = await self.runner.settings(conversation_id)
+            conversation = await self.repository.get_conversation(conversation_id)
+            session = await self.repository.get_session(conversation.session_id)
         except StudioError:
             return None
-        value: Any = settings.get("pause_after_idle_seconds")
+        value: Any = session.preferences.get("pause_after_idle_seconds")
         return float(value) if value else None
 
 

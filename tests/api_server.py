@@ -70,6 +70,12 @@ class ApiServer:
         self._server = None
         self._task = None
 
+    @property
+    def studio(self) -> Any:
+        """The running studio's services (for tests that need to step around the clock)."""
+        assert self._server is not None
+        return self._server.config.app.state.studio
+
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=30, **kwargs)
 

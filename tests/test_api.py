@@ -420,3 +420,31 @@ def test_serving_beyond_loopback_without_a_token_is_refused(tmp_path: Path):
     )
     assert result.returncode == 2
     assert "without an API token" in result.stderr
+
+
+async def test_an_absent_person_pauses_the_discussion_until_they_are_back(
+    fresh_db_url: str, tmp_path: Path
+):
+    provider, _ = make_provider(delay=0.05)
+    api = await ApiServer(fresh_db_url, tmp_path, provider=provider).start()
+    try:
+        async with api.client() as client:
+            cid = await new_conversation(client, preferences={"pause_after_idle_seconds": 30})
+            await asyncio.sleep(0.5)
+            studio = api.studio
+            studio.last_seen[cid] -= 31  # half a minute without the person, nobody watching
+            assert await studio.pause_idle() == [cid]
+            for _ in range(100):
+                if not (await client.get(f"/api/conversations/{cid}")).json()["running"]:
+                    break
+                await asyncio.sleep(0.05)
+            log = await full_log(client, cid)
+            assert log[-1]["kind"] == "status" and log[-1]["data"]["state"] == "paused"
+            # Opening the stream again brings the person back: the team continues.
+            events = await asyncio.wait_for(
+                collect_until_done(client, cid, last_event_id=log[-1]["id"]), 90
+            )
+            assert events[0].event == "status" and events[0].data["state"] in ("resumed", "running")
+            assert (await client.get(f"/api/conversations/{cid}")).json()["phase"] == "complete"
+    finally:
+        await api.stop()
