@@ -8,7 +8,7 @@ the API stores per session are turned into exactly these fields.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
@@ -60,11 +60,29 @@ class Configuration(BaseModel):
         default="10m", description="How long Ollama keeps a model loaded after a turn."
     )
     ollama_num_ctx: int = Field(default=8192, ge=512, le=131072)
+    default_size: Literal["square", "landscape", "portrait"] = Field(
+        default="landscape", description="The person's usual image shape (a hint to Pixel)."
+    )
+    quality: Literal["draft", "standard", "high"] = Field(
+        default="standard", description="Speed or detail (a hint to Pixel: steps, resolution)."
+    )
     model_seed: int | None = Field(
         default=None,
         ge=0,
         description="Fixed sampling seed (reproducible runs of the embedded model).",
     )
+
+    def plan_hint(self) -> str:
+        """What Pixel should assume unless the team agreed otherwise."""
+        steps = {
+            "draft": "few steps (about 15)",
+            "standard": "about 25-30 steps",
+            "high": "about 40 steps",
+        }
+        return (
+            f"Unless the team agreed otherwise: {self.default_size} format, "
+            f"{self.quality} quality ({steps[self.quality]})."
+        )
 
     def timeout_for(self, role: str) -> float:
         return float(self.role_timeouts.get(role) or self.model_timeout)

@@ -239,9 +239,8 @@ def _ask_to_decide(state: StudioState, rounds: int) -> dict[str, Any]:
 def _synthesis(state: StudioState, settings: Configuration) -> dict[str, Any]:
     if state.get("plan_pending", True):
         stats = consensus_of(state).model_copy(update={"votes": {}, "objections": {}})
-        plan_turn = Turn(
-            speaker="technical", kind="plan", directive=state.get("revision_notes", "")
-        )
+        directive = " ".join(filter(None, [state.get("revision_notes", ""), settings.plan_hint()]))
+        plan_turn = Turn(speaker="technical", kind="plan", directive=directive)
         checks = [Turn(speaker=r, kind="plan_check") for r in CREATIVES]
         return {
             "plan_pending": False,

@@ -276,3 +276,10 @@ async def test_a_failing_specialist_is_noted_and_the_others_carry_on():
     notes = [m.text for m in state["messages"] if m.additional_kwargs.get("kind") == "unavailable"]
     assert notes and notes[0].startswith("Saga is unavailable: model 'llama3' not found")
     assert state["phase"] == "complete" and trace.phases[-1] == "complete"
+
+
+async def test_the_persons_size_and_quality_preferences_reach_pixel():
+    graph, config, models = studio(default_size="portrait", quality="high")
+    await send(graph, config, REQUEST)
+    plan_prompt = models["technical"].prompts[models["technical"].kinds.index("plan")][-1].text
+    assert "portrait format, high quality (about 40 steps)" in plan_prompt
