@@ -34,6 +34,7 @@ bench: setup
 	$(BIN)/python -m bench.orchestration
 	$(BIN)/python -m bench.models
 	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.comfyui
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

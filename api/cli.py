@@ -29,11 +29,15 @@ from creative_studio.graph.events import StudioEvent
 from creative_studio.graph.prompting import personas
 from creative_studio.graph.runner import ConversationRunner
 from creative_studio.graph.state import SPECIALISTS, TechnicalPlan
+from creative_studio.tools.comfyui import ComfyUIClient
 from creative_studio.tools.database import Database
 from creative_studio.tools.errors import InvalidInputError, StudioError
+from creative_studio.tools.generation import GenerationService
 from creative_studio.tools.models import EMBEDDED_NOTE, AssignmentProvider, validate_assignment
 from creative_studio.tools.ollama import OllamaService, resolve_auto
+from creative_studio.tools.repository import StudioRepository
 from creative_studio.tools.settings import StudioSettings
+from creative_studio.tools.storage import storage_from_env
 
 ROLE_COLOURS = {role: p.colour for role, p in personas().items()} | {
     "user": "bright_white",
@@ -53,6 +57,7 @@ class TerminalView:
         self.question: dict[str, Any] | None = None
         self.status = "idle"
         self.result_shown = False
+        self.progress_shown = -1
         self.changed = asyncio.Event()
 
     def _header(self, role: str, speaker: str) -> None:
@@ -93,11 +98,33 @@ class TerminalView:
         elif event.kind == "error":
             self._end_stream()
             self.console.print(f"[bold red]Error:[/] {data.get('message')}")
+        elif event.kind == "generation_progress":
+            self._progress(data)
+        elif event.kind == "generation_done":
+            self._end_stream()
+            for output in data.get("outputs") or []:
+                where = output.get("storage_url") or output.get("url") or output.get("path")
+                self.console.print(f"[bold green]Result:[/] {where}")
         elif event.kind == "status":
             self.status = data["state"]
             if self.status == "running":
                 self.result_shown = False
         self.changed.set()
+
+    def _progress(self, data: dict[str, Any]) -> None:
+        """'Generating... 45%', at most one line per tenth, so a long run stays readable."""
+        tenth = int(float(data.get("progress") or 0) * 10)
+        if tenth == self.progress_shown and data.get("status") == "running":
+            return
+        self.progress_shown = tenth
+        self._end_stream()
+        status = data.get("status") or "running"
+        if status == "running":
+            self.console.print(f"[dim]Generating... {float(data.get('progress') or 0):.0%}[/]")
+        elif data.get("error") or status in ("queued", "failed"):
+            self.console.print(
+                f"[dim]Generation {status}: {data.get('error') or data.get('note') or ''}[/]"
+            )
 
     def _message(self, data: dict[str, Any]) -> None:
         message_id = data["message_id"]
@@ -201,7 +228,26 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
     provider = AssignmentProvider(settings.ollama_host, data_dir=settings.data_dir)
     async with Database.open(settings.database_url, settings.data_dir) as database:
         graph = build_graph(database.checkpointer, provider=provider)
-        runner = ConversationRunner(graph, database, sink=view.on_event)
+        comfyui = ComfyUIClient(settings.comfyui_url)
+
+        async def late_event(cid: str | None, kind: str, data: dict[str, Any]) -> None:
+            if cid:
+                await view.on_event(StudioEvent(kind=kind, conversation_id=cid, data=data))
+
+        generations = GenerationService(
+            StudioRepository(database.pool),
+            comfyui,
+            storage_from_env(settings.data_dir),
+            on_event=late_event,
+            ollama_host=settings.ollama_host,
+        )
+        await generations.start()
+        runner = ConversationRunner(
+            graph,
+            database,
+            sink=view.on_event,
+            extra_configurable={"generation_service": generations},
+        )
         repo = runner.repository
         prefs = {"approve_plans": True} if args.approve_plans else {}
         if args.conversation:
@@ -240,6 +286,8 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
         finally:
             reader.cancel()
             await runner.aclose()
+            await generations.aclose()
+            await comfyui.aclose()
         console.print(
             f"\n[dim]Saved. Continue later with: creative-studio chat --conversation {cid}[/]"
         )
@@ -359,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="model for one role, e.g. technical=ollama:qwen2.5:7b (repeatable)",
     )
     chat_cmd.add_argument("--conversation", help="continue an earlier conversation by id")
+    chat_cmd.add_argument("--comfyui-url", help="ComfyUI server (default http://127.0.0.1:8188)")
     chat_cmd.add_argument(
         "--approve-plans", action="store_true", help="ask before generating a plan"
     )

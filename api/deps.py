@@ -14,17 +14,22 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Header, Query, Request
 
 from creative_studio.graph.builder import build_graph
+from creative_studio.graph.events import StudioEvent
 from creative_studio.graph.runner import ConversationRunner
+from creative_studio.tools.comfyui import ComfyUIClient
 from creative_studio.tools.database import Database
 from creative_studio.tools.errors import StudioError
 from creative_studio.tools.eventlog import EventLog
+from creative_studio.tools.generation import GenerationService
 from creative_studio.tools.models import AssignmentProvider, ModelProvider
 from creative_studio.tools.repository import StudioRepository
 from creative_studio.tools.settings import StudioSettings
+from creative_studio.tools.storage import Storage, storage_from_env
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,41 @@ log = logging.getLogger(__name__)
 class UnauthorizedError(StudioError):
     status_code = 401
     code = "unauthorized"
+
+
+class OutputLinks:
+    """Outputs are always fetched through the API (GET /api/generations/{id}/outputs/{name}).
+
+    Storage hands out file paths (local) or expiring signed URLs (Supabase); neither is
+    what a browser should keep. Every output that leaves the API gets the API's link, with
+    the storage's own address kept as ``storage_url``.
+    """
+
+    @staticmethod
+    def link(generation_id: str, output: dict[str, Any]) -> dict[str, Any]:
+        filename = str(output.get("filename") or "")
+        return {
+            **output,
+            "storage_url": output.get("storage_url") or output.get("url"),
+            "url": f"/api/generations/{generation_id}/outputs/{quote(filename)}",
+        }
+
+    def rewrite(self, generation_id: str, outputs: list[Any]) -> list[Any]:
+        return [self.link(generation_id, o) if isinstance(o, dict) else o for o in outputs]
+
+    def rewrite_event(self, event: StudioEvent) -> StudioEvent:
+        data = event.data
+        if event.kind == "generation_done" and data.get("outputs") and data.get("generation_id"):
+            outputs = self.rewrite(str(data["generation_id"]), list(data["outputs"]))
+            return event.model_copy(update={"data": {**data, "outputs": outputs}})
+        if event.kind == "message":
+            extra = data.get("metadata") or {}
+            generation = extra.get("generation") or {}
+            if extra.get("outputs") and generation.get("generation_id"):
+                outputs = self.rewrite(str(generation["generation_id"]), list(extra["outputs"]))
+                metadata = {**extra, "outputs": outputs}
+                return event.model_copy(update={"data": {**data, "metadata": metadata}})
+        return event
 
 
 @dataclass
@@ -44,9 +84,12 @@ class Studio:
     runner: ConversationRunner
     events: EventLog
     repository: StudioRepository
+    storage: Storage
+    generations: GenerationService
+    comfyui: ComfyUIClient
+    outputs: OutputLinks
     last_seen: dict[str, float] = field(default_factory=dict)  # conversation -> person activity
     paused: set[str] = field(default_factory=set)
-    storage: Any = None  # generation outputs (the ComfyUI issue's storage), when configured
     _watchdog: asyncio.Task[None] | None = None
 
     @classmethod
@@ -57,15 +100,45 @@ class Studio:
         provider = provider or AssignmentProvider(settings.ollama_host, data_dir=settings.data_dir)
         events = EventLog(database.pool)
         await events.start()
+        repository = StudioRepository(database.pool)
+        storage = storage_from_env(settings.data_dir)
+        comfyui = ComfyUIClient(settings.comfyui_url)
+        outputs = OutputLinks()
+
+        async def publish(event: StudioEvent) -> None:
+            await events.publish(outputs.rewrite_event(event))
+
+        async def generation_event(cid: str | None, kind: str, data: dict[str, Any]) -> None:
+            """Events of generations that outlive their node (ComfyUI came back later)."""
+            if cid:
+                await publish(StudioEvent(kind=kind, conversation_id=cid, data=data))
+
+        generations = GenerationService(
+            repository,
+            comfyui,
+            storage,
+            on_event=generation_event,
+            ollama_host=settings.ollama_host,
+        )
+        await generations.start()
         graph = build_graph(database.checkpointer, provider=provider)
-        runner = ConversationRunner(graph, database, sink=events.publish)
+        runner = ConversationRunner(
+            graph,
+            database,
+            sink=publish,
+            extra_configurable={"generation_service": generations},
+        )
         studio = cls(
             settings=settings,
             database=database,
             provider=provider,
             runner=runner,
             events=events,
-            repository=runner.repository,
+            repository=repository,
+            storage=storage,
+            generations=generations,
+            comfyui=comfyui,
+            outputs=outputs,
         )
         await studio.resume_unfinished()
         studio._watchdog = asyncio.create_task(studio._watch_idle(), name="idle-watchdog")
@@ -77,6 +150,8 @@ class Studio:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
         await self.runner.aclose()
+        await self.generations.aclose()
+        await self.comfyui.aclose()
         await self.events.stop()
         await self.database.close()
 
@@ -92,8 +167,7 @@ class Studio:
 
     async def delete_session_files(self, session_id: str) -> None:
         """Stored outputs go with their session (``{session_id}/...`` in the bucket)."""
-        if self.storage is not None:
-            await self.storage.delete_prefix(session_id)
+        await self.storage.delete_prefix(session_id)
 
     def touch(self, conversation_id: str) -> None:
         """The person is here (sent something, or is watching the stream)."""

@@ -66,6 +66,15 @@ class Configuration(BaseModel):
     quality: Literal["draft", "standard", "high"] = Field(
         default="standard", description="Speed or detail (a hint to Pixel: steps, resolution)."
     )
+    unload_ollama_before_generation: bool = Field(
+        default=False,
+        description="Ollama and ComfyUI share one GPU: unload the team's Ollama models "
+        "(keep_alive 0) before a generation.",
+    )
+    max_generation_retries: int = Field(default=2, ge=0, le=5)
+    generation_timeout: float = Field(default=3600.0, gt=0, le=86400)
+    free_comfyui_after_generation: bool = False
+    comfyui_reconnect_grace: float = Field(default=60.0, gt=0, le=3600)
     model_seed: int | None = Field(
         default=None,
         ge=0,

@@ -356,8 +356,6 @@ class ConversationRunner:
             for message in update.get("messages") or []:
                 live.partial.pop(str(message.id), None)
                 await self._emit(cid, "message", await self._store(cid, message))
-            if update.get("generation"):
-                await self._emit(cid, "generation_progress", update["generation"])
 
     async def _keep_partials(self, cid: str, live: _Live) -> None:
         """What a cancelled specialist already streamed stays, marked interrupted."""

@@ -1,28 +1,92 @@
-"""The ComfyUI tool node: the approved plan leaves the discussion here.
+"""The ComfyUI tool node: the approved plan becomes an image (or a video) here.
 
-This node records the plan as a generation queued for ComfyUI and completes the
-discussion. Building the workflow from templates, queueing it, following progress
-and recovering from failures is the ComfyUI issue's work (docs/status.md).
+With a generation service in ``configurable["generation_service"]`` (the runner passes
+one when ComfyUI is configured) the node runs the whole loop: build and validate the
+workflow for the connected server, queue it, stream progress and preview frames as
+custom events, store the outputs, and recover like the team would — Lens reads the
+error, Pixel lowers the resolution (or batch) after an out-of-memory failure, switches to
+an installed checkpoint or drops a missing LoRA. That reasoning is deterministic, so it
+runs inside the service (bounded retries) instead of another round of model calls; the
+person sees each step as a studio line.
+
+Without a service (``langgraph dev``, no ComfyUI configured) the node records the plan
+as a queued generation and says so, as before.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import uuid4
 
+from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_stream_writer
 
+from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.phases import enter_phase
-from creative_studio.graph.prompting import moderator
-from creative_studio.graph.state import GenerationRecord, StudioState, dump, plan_of
-from creative_studio.nodes.speaking import studio_message
+from creative_studio.graph.prompting import moderator, team_prompts
+from creative_studio.graph.state import (
+    SPECIALISTS,
+    GenerationRecord,
+    StudioState,
+    TechnicalPlan,
+    dump,
+    plan_of,
+)
+from creative_studio.nodes.speaking import provider_from, studio_message
+from creative_studio.tools.errors import StudioError
+from creative_studio.tools.generation import (
+    GenerationOutcome,
+    GenerationService,
+    GenerationSettings,
+)
+
+log = logging.getLogger(__name__)
+
+# Studio lines of this node. graph/prompts/team.toml [moderator] may override each key.
+_LINES = {
+    "generation_done": "Done: {count} {what} ({template}, {width}x{height}, seed {seed}).",
+    "generation_failed": "Generation failed: {error}",
+    "generation_cancelled": "Generation cancelled.",
+    "generation_waiting": "The generation waits for ComfyUI and will start by itself when it is back.",
+}
 
 
-async def comfyui(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
-    """Record the plan as queued for generation and close the discussion."""
-    plan = plan_of(state)
-    if plan is None:  # cannot happen through the router; refuse loudly rather than guess
-        raise RuntimeError("generation requested without a plan")
+def line(key: str, **values: Any) -> str:
+    """A studio line from team.toml when it has one, else the built-in wording."""
+    template = str(team_prompts().get("moderator", {}).get(key) or _LINES[key])
+    return template.format(**values)
+
+
+def ollama_models(config: RunnableConfig) -> tuple[list[str], str | None]:
+    """The Ollama models the team uses (to unload before a generation) and their host."""
+    settings = Configuration.from_runnable_config(config)
+    provider = provider_from(config)
+    resolve = getattr(provider, "resolved", None)
+    names: list[str] = []
+    for role in SPECIALISTS:
+        assignment = settings.model_for(role)
+        if resolve is not None:
+            try:
+                assignment = resolve(assignment)
+            except Exception:  # an invalid assignment is reported elsewhere
+                continue
+        if assignment.startswith("ollama:"):
+            name = assignment.removeprefix("ollama:")
+            if name not in names:
+                names.append(name)
+    return names, getattr(provider, "ollama_host", None)
+
+
+def request_key(state: StudioState, config: RunnableConfig) -> str:
+    """Same thread, same point in the conversation -> same generation (crash-resume safe)."""
+    thread = (config.get("configurable") or {}).get("thread_id", "")
+    return f"{thread}:{len(state.get('messages') or [])}:{state.get('turn_count', 0)}"
+
+
+def _queued_only(plan: TechnicalPlan) -> dict[str, Any]:
+    """No ComfyUI configured: record the plan as queued and close the discussion."""
     record = GenerationRecord(status="queued", plan=plan, generation_id=str(uuid4()))
     text = moderator(
         "queued", template=plan.template, width=plan.width, height=plan.height, seed=plan.seed
@@ -34,3 +98,105 @@ async def comfyui(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
         ],
         **enter_phase("complete"),
     }
+
+
+def _messages(outcome: GenerationOutcome, record: GenerationRecord) -> list[AIMessage]:
+    notes = [
+        studio_message(
+            note, phase="generating", kind="generation_note", generation_id=outcome.generation_id
+        )
+        for note in outcome.notes
+    ]
+    plan = outcome.plan
+    if outcome.status == "complete":
+        videos = sum(1 for o in outcome.outputs if o.get("kind") == "video")
+        count = len(outcome.outputs)
+        what = ("video" if videos else "image") + ("s" if count != 1 else "")
+        text = line(
+            "generation_done",
+            count=count,
+            what=what,
+            template=outcome.template or plan.template,
+            width=plan.width,
+            height=plan.height,
+            seed=plan.seed,
+        )
+    elif outcome.status == "queued":
+        text = line("generation_waiting")
+    elif outcome.status == "cancelled":
+        text = line("generation_cancelled")
+    else:
+        text = line("generation_failed", error=outcome.error or "unknown error")
+    final = studio_message(
+        text,
+        phase="complete",
+        kind="generation",
+        generation=dump(record),
+        outputs=outcome.outputs,
+    )
+    return [*notes, final]
+
+
+async def comfyui(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
+    """Generate the plan with ComfyUI (or record it as queued when there is no ComfyUI)."""
+    plan = plan_of(state)
+    if plan is None:  # cannot happen through the router; refuse loudly rather than guess
+        raise RuntimeError("generation requested without a plan")
+    configurable = config.get("configurable") or {}
+    service: GenerationService | None = configurable.get("generation_service")
+    if service is None:
+        return _queued_only(plan)
+    thread_id = str(configurable.get("thread_id") or "")
+    try:
+        conversation = await service.repository.get_conversation(thread_id)
+    except StudioError:
+        log.warning("thread %s is not a studio conversation: generation only recorded", thread_id)
+        return _queued_only(plan)
+    settings = GenerationSettings.from_config(config)
+    unload: list[str] = []
+    host: str | None = None
+    if settings.unload_ollama_before_generation:
+        unload, host = ollama_models(config)
+    writer = get_stream_writer()
+
+    def emit(kind: str, data: dict[str, Any]) -> None:
+        writer({"kind": kind, "data": data})
+
+    try:
+        outcome = await service.run(
+            session_id=str(conversation.session_id),
+            conversation_id=str(conversation.id),
+            plan=plan,
+            settings=settings,
+            emit=emit,
+            request_key=request_key(state, config),
+            unload_models=unload,
+            ollama_host=host,
+        )
+    except StudioError as error:
+        record = GenerationRecord(status="failed", plan=plan, error=error.message)
+        message = studio_message(
+            line("generation_failed", error=error.message),
+            phase="complete",
+            kind="generation",
+            generation=dump(record),
+        )
+        return {"generation": dump(record), "messages": [message], **enter_phase("complete")}
+    record = GenerationRecord(
+        status=outcome.status,
+        progress=1.0 if outcome.status == "complete" else 0.0,
+        generation_id=outcome.generation_id,
+        outputs=outcome.outputs,
+        error=outcome.error,
+        plan=outcome.plan,
+    )
+    update: dict[str, Any] = {
+        "generation": dump(record),
+        "messages": _messages(outcome, record),
+        **enter_phase("complete"),
+    }
+    if outcome.plan != plan:
+        # What actually ran (installed checkpoint, smaller size after OOM) is what an
+        # iteration builds on; the seed is kept as it was.
+        update["plan"] = dump(outcome.plan)
+    return update

@@ -35,6 +35,7 @@ class ApiServer:
     data_dir: Path
     provider: ModelProvider | None = None
     api_token: str | None = None
+    comfyui_url: str = "http://127.0.0.1:9"  # nothing there unless a test starts a double
     port: int = field(default_factory=free_port)
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
@@ -48,7 +49,7 @@ class ApiServer:
             database_url=self.database_url,
             data_dir=self.data_dir,
             ollama_host="http://127.0.0.1:9",  # nothing there: fast "unreachable"
-            comfyui_url="http://127.0.0.1:9",
+            comfyui_url=self.comfyui_url,
             api_token=self.api_token,
         )
         app = create_app(settings, provider=self.provider, web_dir=None)

@@ -30,13 +30,16 @@ async def health(studio: StudioDep) -> Health:
         else status.error,
     )
     url = studio.settings.comfyui_url.rstrip("/")
+    waiting = studio.generations.status()["waiting"]
+    queued = f"; {waiting} generation(s) wait for it" if waiting else ""
     try:
         async with httpx.AsyncClient(timeout=2) as client:
             response = await client.get(f"{url}/system_stats")
             response.raise_for_status()
-        comfyui = ComponentHealth(ok=True, detail=f"ComfyUI at {url}")
+        comfyui = ComponentHealth(ok=True, detail=f"ComfyUI at {url}{queued}")
     except httpx.HTTPError:
         comfyui = ComponentHealth(
-            ok=False, detail=f"cannot reach ComfyUI at {url}; plans are queued until it answers"
+            ok=False,
+            detail=f"cannot reach ComfyUI at {url}; plans are queued until it answers{queued}",
         )
     return Health(database=database, ollama=ollama, comfyui=comfyui)

@@ -1,0 +1,155 @@
+"""ComfyUI path: progress latency to the chat, and builder + validation time per workflow.
+
+* Latency: a real conversation (runner, graph, embedded Postgres, fake models) whose
+  ComfyUI node talks to the ComfyUI double over a real socket. For every sampler step the
+  double stamps the moment it sends the websocket ``progress`` message and the runner's
+  event sink stamps the moment the matching ``generation_progress`` event reaches it —
+  the point where the API's SSE stream writes it out. Same process, same clock.
+* Builder: ``build()`` (fill the template, fit the plan to the server, validate against
+  the real object_info of ComfyUI 0.3.64) per template.
+
+    python -m bench.comfyui            # prints a table, updates docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.report import update_section
+from creative_studio.graph.builder import build_graph
+from creative_studio.graph.events import StudioEvent
+from creative_studio.graph.runner import ConversationRunner
+from creative_studio.graph.state import TechnicalPlan, VideoSettings
+from creative_studio.tools.comfyui import ComfyUIClient
+from creative_studio.tools.database import Database, stop_embedded_postgres
+from creative_studio.tools.generation import GenerationService
+from creative_studio.tools.storage import LocalStorage
+from creative_studio.workflows.builder import build
+from creative_studio.workflows.catalog import ServerInfo, catalog
+from tests.comfyui_double import ANIMATEDIFF_NODES, ComfyUIDouble, object_info
+from tests.fakes import make_provider
+
+REQUEST = "a cyberpunk street at night, neon signs"
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def latency(iterations: int) -> dict[str, Any]:
+    double = ComfyUIDouble(step_delay=0.02, previews=False).start()
+    received: list[tuple[float, int]] = []  # (at, step) of generation_progress events
+
+    async def sink(event: StudioEvent) -> None:
+        if event.kind == "generation_progress" and event.data.get("step"):
+            received.append((time.perf_counter(), int(event.data["step"])))
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        database = await Database.open(None, Path(data_dir))
+        client = ComfyUIClient(double.url)
+        provider, _ = make_provider()
+        runner = ConversationRunner(
+            build_graph(database.checkpointer, provider=provider), database, sink=sink
+        )
+        service = GenerationService(runner.repository, client, LocalStorage(Path(data_dir)))
+        await service.start(resume=False)
+        runner.extra_configurable["generation_service"] = service
+        try:
+            session = await runner.repository.create_session("bench")
+            cid = str((await runner.repository.create_conversation(session.id)).id)
+            samples: list[float] = []
+            for index in range(iterations):
+                received.clear()
+                double.sent_progress.clear()
+                await runner.send(cid, REQUEST if index == 0 else "make the neon brighter")
+                await runner.wait_idle(cid)
+                sent = [(at, step) for at, _, step in double.sent_progress]
+                for (sent_at, step), (got_at, got_step) in zip(sent, received, strict=False):
+                    if step == got_step:
+                        samples.append((got_at - sent_at) * 1000)
+        finally:
+            await runner.aclose()
+            await service.aclose()
+            await client.aclose()
+            await database.close()
+            await stop_embedded_postgres(Path(data_dir))
+            double.stop()
+    return {
+        "samples": len(samples),
+        "median_ms": statistics.median(samples),
+        "p90_ms": _percentile(samples, 0.9),
+        "max_ms": max(samples),
+    }
+
+
+def builder_times(repeat: int) -> list[tuple[str, float, float]]:
+    server = (
+        ServerInfo(object_info())
+        .with_options(
+            {
+                "CheckpointLoaderSimple.ckpt_name": ["v1-5-pruned-emaonly.safetensors"],
+                "UpscaleModelLoader.model_name": ["RealESRGAN_x4plus.pth"],
+                "UNETLoader.unet_name": ["wan2.1_t2v_1.3B_fp16.safetensors"],
+                "CLIPLoader.clip_name": ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"],
+                "VAELoader.vae_name": ["wan_2.1_vae.safetensors"],
+            }
+        )
+        .with_nodes(ANIMATEDIFF_NODES)
+    )
+    rows = []
+    for name in catalog().templates:
+        plan = TechnicalPlan(positive_prompt="neon street", video=VideoSettings()).model_copy(
+            update={"template": name}
+        )
+        build(plan, server, init_image="example.png")  # warm the parsed node cache
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            build(plan, server, init_image="example.png")
+            times.append((time.perf_counter() - started) * 1000)
+        rows.append((name, statistics.median(times), _percentile(times, 0.9)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=8, help="generations in the latency run")
+    parser.add_argument("--repeat", type=int, default=200, help="builds per template")
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    result = asyncio.run(latency(args.iterations))
+    builds = builder_times(args.repeat)
+    lines = [
+        "Progress latency: websocket `progress` message sent by the ComfyUI double -> the "
+        "matching `generation_progress` event at the runner's event sink (where SSE writes it), "
+        f"through the graph's custom stream; {result['samples']} sampler steps over "
+        f"{args.iterations} generations of one conversation (target: median under 20 ms).",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| median | {result['median_ms']:.2f} ms |",
+        f"| p90 | {result['p90_ms']:.2f} ms |",
+        f"| max | {result['max_ms']:.2f} ms |",
+        "",
+        "Builder + validation against the real object_info (478 node types), per workflow, "
+        f"median of {args.repeat}:",
+        "",
+        "| template | median | p90 |",
+        "|---|---|---|",
+        *(f"| {name} | {median:.3f} ms | {p90:.3f} ms |" for name, median, p90 in builds),
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        update_section("ComfyUI: progress latency and workflow building", text)
+
+
+if __name__ == "__main__":
+    main()
