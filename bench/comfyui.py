@@ -89,6 +89,57 @@ async def latency(iterations: int) -> dict[str, Any]:
     }
 
 
+async def sse_latency(iterations: int) -> dict[str, Any]:
+    """The same, measured at an SSE client of the real API server (event log included)."""
+    from tests.api_server import ApiServer, sse_events
+
+    double = ComfyUIDouble(step_delay=0.02, previews=False).start()
+    samples: list[float] = []
+    with tempfile.TemporaryDirectory() as data_dir:
+        database = await Database.open(None, Path(data_dir))
+        url = database.url
+        await database.close()
+        provider, _ = make_provider()
+        api = await ApiServer(
+            url, Path(data_dir), provider=provider, comfyui_url=double.url
+        ).start()
+        try:
+            async with api.client() as client:
+                session = (await client.post("/api/sessions", json={"name": "bench"})).json()
+                conversation = await client.post(
+                    f"/api/sessions/{session['id']}/conversations", json={}
+                )
+                cid = conversation.json()["id"]
+                last = None
+                for index in range(iterations):
+                    double.sent_progress.clear()
+                    received: list[tuple[float, int]] = []
+                    text = REQUEST if index == 0 else "make the neon brighter"
+                    await client.post(f"/api/conversations/{cid}/messages", json={"content": text})
+                    async for event in sse_events(
+                        client, f"/api/conversations/{cid}/events", last_event_id=last
+                    ):
+                        last = event.id
+                        if event.event == "generation_progress" and event.data.get("step"):
+                            received.append((time.perf_counter(), int(event.data["step"])))
+                        if event.event == "generation_done":
+                            break
+                    sent = [(at, step) for at, _, step in double.sent_progress]
+                    for (sent_at, step), (got_at, got_step) in zip(sent, received, strict=False):
+                        if step == got_step:
+                            samples.append((got_at - sent_at) * 1000)
+        finally:
+            await api.stop()
+            await stop_embedded_postgres(Path(data_dir))
+            double.stop()
+    return {
+        "samples": len(samples),
+        "median_ms": statistics.median(samples),
+        "p90_ms": _percentile(samples, 0.9),
+        "max_ms": max(samples),
+    }
+
+
 def builder_times(repeat: int) -> list[tuple[str, float, float]]:
     server = (
         ServerInfo(object_info())
@@ -125,6 +176,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
     result = asyncio.run(latency(args.iterations))
+    over_sse = asyncio.run(sse_latency(args.iterations))
     builds = builder_times(args.repeat)
     lines = [
         "Progress latency: websocket `progress` message sent by the ComfyUI double -> the "
@@ -137,6 +189,16 @@ def main() -> None:
         f"| median | {result['median_ms']:.2f} ms |",
         f"| p90 | {result['p90_ms']:.2f} ms |",
         f"| max | {result['max_ms']:.2f} ms |",
+        "",
+        "The same through the whole API: the event stored in the event log and written out by "
+        "the SSE endpoint of a real uvicorn server, parsed by an httpx client "
+        f"({over_sse['samples']} steps):",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| median | {over_sse['median_ms']:.2f} ms |",
+        f"| p90 | {over_sse['p90_ms']:.2f} ms |",
+        f"| max | {over_sse['max_ms']:.2f} ms |",
         "",
         "Builder + validation against the real object_info (478 node types), per workflow, "
         f"median of {args.repeat}:",
