@@ -16,6 +16,7 @@ from langchain_core.messages import AnyMessage
 from pydantic import BaseModel, Field
 
 from creative_studio.graph.prompting import personas, team_prompts
+from creative_studio.tools.repository import StudioRepository
 
 EventKind = Literal[
     "token",
@@ -69,3 +70,12 @@ def message_payload(message: AnyMessage) -> dict[str, Any]:
         "interrupted": bool(extra.pop("interrupted", False)),
         "metadata": {k: v for k, v in extra.items() if k != "speaker"},
     }
+
+
+async def store_message(
+    repository: StudioRepository, conversation_id: str, message: AnyMessage
+) -> dict[str, Any]:
+    """Write a message to the messages table (idempotent on its id); returns its payload."""
+    payload = message_payload(message)
+    await repository.add_message(conversation_id, **payload)
+    return payload

@@ -35,7 +35,7 @@ from creative_studio.graph.events import (
     EventSink,
     StudioEvent,
     display_name,
-    message_payload,
+    store_message,
 )
 from creative_studio.graph.state import SPECIALISTS
 from creative_studio.tools.database import Database
@@ -398,19 +398,7 @@ class ConversationRunner:
         await self._emit(cid, "status", {"state": status})
 
     async def _store(self, cid: str, message: AnyMessage) -> dict[str, Any]:
-        payload = message_payload(message)
-        await self.repository.add_message(
-            cid,
-            message_id=payload["message_id"],
-            role=payload["role"],
-            speaker=payload["speaker"],
-            content=payload["content"],
-            phase=payload["phase"],
-            kind=payload["kind"],
-            interrupted=payload["interrupted"],
-            metadata=payload["metadata"],
-        )
-        return payload
+        return await store_message(self.repository, cid, message)
 
     async def _emit(self, cid: str, kind: EventKind, data: dict[str, Any]) -> None:
         if self.sink is None:

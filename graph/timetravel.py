@@ -20,7 +20,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 from pydantic import BaseModel
 
-from creative_studio.graph.events import message_payload
+from creative_studio.graph.events import message_payload, store_message
 from creative_studio.tools.errors import InvalidStateError, NotFoundError
 from creative_studio.tools.repository import ConversationRecord, StudioRepository
 
@@ -134,16 +134,5 @@ async def fork(
     )
     await graph.aupdate_state(_config(str(branch.id)), values, as_node="consensus")
     for message in values["messages"]:
-        payload = message_payload(message)
-        await repository.add_message(
-            branch.id,
-            message_id=payload["message_id"],
-            role=payload["role"],
-            speaker=payload["speaker"],
-            content=payload["content"],
-            phase=payload["phase"],
-            kind=payload["kind"],
-            interrupted=payload["interrupted"],
-            metadata=payload["metadata"],
-        )
+        await store_message(repository, str(branch.id), message)
     return branch
