@@ -36,6 +36,7 @@ class ApiServer:
     provider: ModelProvider | None = None
     api_token: str | None = None
     comfyui_url: str = "http://127.0.0.1:9"  # nothing there unless a test starts a double
+    ollama_host: str = "http://127.0.0.1:9"
     port: int = field(default_factory=free_port)
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
@@ -48,7 +49,7 @@ class ApiServer:
         settings = StudioSettings(
             database_url=self.database_url,
             data_dir=self.data_dir,
-            ollama_host="http://127.0.0.1:9",  # nothing there: fast "unreachable"
+            ollama_host=self.ollama_host,
             comfyui_url=self.comfyui_url,
             api_token=self.api_token,
         )
