@@ -20,7 +20,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from creative_studio import __version__
 from creative_studio.api.deps import Studio, require_token
-from creative_studio.api.routes import conversations, generations, health, history, models, sessions
+from creative_studio.api.routes import (
+    conversations,
+    generations,
+    health,
+    history,
+    models,
+    sessions,
+    workflows,
+)
 from creative_studio.api.schemas import ErrorResponse
 from creative_studio.tools.errors import StudioError
 from creative_studio.tools.models import ModelProvider
@@ -123,7 +131,7 @@ def create_app(
         return _error(422, "invalid_input", _validation_message(error))
 
     api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
-    for module in (sessions, conversations, history, generations, models, health):
+    for module in (sessions, conversations, history, generations, models, health, workflows):
         api.include_router(module.router)
     app.include_router(api)
     _mount_web(app, web_dir)

@@ -152,6 +152,9 @@ class Studio:
         await self.runner.aclose()
         await self.generations.aclose()
         await self.comfyui.aclose()
+        close_storage = getattr(self.storage, "aclose", None)
+        if close_storage is not None:
+            await close_storage()
         await self.events.stop()
         await self.database.close()
 

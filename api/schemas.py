@@ -51,6 +51,11 @@ class Preferences(BaseModel):
     unload_ollama_before_generation: bool = Field(
         default=False, description="Free the team's models before ComfyUI runs (shared GPU)."
     )
+    preferred_template: str | None = Field(
+        default=None,
+        pattern=r"^custom:[A-Za-z0-9 _.-]{1,80}$",
+        description="Generate with your own uploaded workflow: 'custom:<name>'.",
+    )
 
     @field_validator("role_timeouts")
     @classmethod

@@ -66,6 +66,11 @@ class Configuration(BaseModel):
     quality: Literal["draft", "standard", "high"] = Field(
         default="standard", description="Speed or detail (a hint to Pixel: steps, resolution)."
     )
+    preferred_template: str | None = Field(
+        default=None,
+        pattern=r"^custom:[A-Za-z0-9 _.-]{1,80}$",
+        description="The person's own uploaded ComfyUI workflow to generate with.",
+    )
     unload_ollama_before_generation: bool = Field(
         default=False,
         description="Ollama and ComfyUI share one GPU: unload the team's Ollama models "

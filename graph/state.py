@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, TypedDict
 from langchain_core.messages import AnyMessage
 from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import add_messages
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 Phase = Literal["ideation", "refinement", "synthesis", "review", "generating", "complete"]
 PHASES: tuple[Phase, ...] = (
@@ -66,6 +66,10 @@ class VideoSettings(BaseModel):
 
 
 Template = Literal["txt2img", "img2img", "upscale", "video_animatediff", "video_native"]
+# A workflow a person exported from ComfyUI and uploaded (tools/workflow_store.py), named
+# "custom:<name>". Only the shape is checked here; whether it exists is the store's answer.
+CUSTOM_TEMPLATE_PATTERN = r"^custom:[A-Za-z0-9 _.-]{1,80}$"
+CustomTemplate = Annotated[str, StringConstraints(pattern=CUSTOM_TEMPLATE_PATTERN)]
 
 
 class TechnicalPlan(BaseModel):
@@ -75,7 +79,7 @@ class TechnicalPlan(BaseModel):
     workflow builder validates again against the connected server's object_info.
     """
 
-    template: Template = "txt2img"
+    template: Template | CustomTemplate = "txt2img"
     checkpoint: str = Field(default="sd_xl_base_1.0.safetensors", min_length=1, max_length=200)
     sampler: str = Field(default="euler", min_length=1, max_length=60)
     scheduler: str = Field(default="normal", min_length=1, max_length=60)
@@ -267,11 +271,13 @@ def dump(model: BaseModel) -> dict[str, Any]:
 
 __all__ = [
     "CREATIVES",
+    "CUSTOM_TEMPLATE_PATTERN",
     "PHASES",
     "SPECIALISTS",
     "Brief",
     "ConsensusStats",
     "CriticVerdict",
+    "CustomTemplate",
     "GenerationRecord",
     "LoRA",
     "Phase",

@@ -71,5 +71,7 @@ async def technical(state: StudioState, config: RunnableConfig) -> dict[str, Any
     except Exception as error:
         return {**unavailable(turn, phase, error, config), "agenda": [], "awaiting_person": True}
     plan.seed = choose_seed(plan, previous, brief_of(state).directions)
+    if settings.preferred_template and not plan.video:
+        plan.template = settings.preferred_template
     message: AIMessage = specialist_message(reply, plan.summary(), turn, phase, plan=dump(plan))
     return {"messages": [message], "plan": dump(plan), "current": None, "verdict": None}

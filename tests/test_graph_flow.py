@@ -283,3 +283,10 @@ async def test_the_persons_size_and_quality_preferences_reach_pixel():
     await send(graph, config, REQUEST)
     plan_prompt = models["technical"].prompts[models["technical"].kinds.index("plan")][-1].text
     assert "portrait format, high quality (about 40 steps)" in plan_prompt
+
+
+async def test_a_preferred_uploaded_workflow_becomes_the_plans_template():
+    graph, config, _ = studio(preferred_template="custom:my neon flow")
+    await send(graph, config, REQUEST)
+    state = (await graph.aget_state(config)).values
+    assert state["plan"]["template"] == "custom:my neon flow"

@@ -50,6 +50,7 @@ from creative_studio.tools.comfyui import (
 from creative_studio.tools.errors import NotFoundError, StudioError
 from creative_studio.tools.repository import StudioRepository
 from creative_studio.tools.storage import Storage, object_path
+from creative_studio.tools.workflow_store import UserWorkflowStore, workflow_name
 from creative_studio.workflows.builder import BuiltWorkflow, build, reduce_for_memory
 from creative_studio.workflows.catalog import Catalog, Workflow, catalog, rules
 
@@ -667,13 +668,24 @@ class GenerationService:
             )
         return stored
 
-    def _build(self, job: _Job, info: Any) -> BuiltWorkflow:
+    async def _templates_for(self, plan: TechnicalPlan) -> Catalog:
+        """The templates a plan builds from: ``custom:<name>`` is read from the store.
+
+        Read at every attempt (one indexed row), so a workflow deleted meanwhile is refused
+        with a clear message instead of running from a stale copy.
+        """
+        if workflow_name(plan.template) is None:
+            return self.templates
+        store = UserWorkflowStore(self.repository.pool)
+        return await store.catalog_for(plan.template, self.templates)
+
+    def _build(self, job: _Job, info: Any, templates: Catalog | None = None) -> BuiltWorkflow:
         return build(
             job.plan,
             info,
             init_image=job.init_image,
             filename_prefix=f"studio_{job.generation_id[:8]}",
-            templates=self.templates,
+            templates=templates or self.templates,
         )
 
     async def _execute(self, job: _Job) -> GenerationOutcome:
@@ -691,7 +703,7 @@ class GenerationService:
                 except ComfyUIUnreachableError as error:
                     return await self._park(job, error)
                 try:
-                    built = self._build(job, info)
+                    built = self._build(job, info, await self._templates_for(job.plan))
                 except StudioError as error:
                     self._note(job, error.message, status="failed")
                     return await self._finish(job, "failed", error=error.message)

@@ -28,6 +28,7 @@ __all__ = [
     "LocalStorage",
     "Storage",
     "StorageError",
+    "StorageNotFoundError",
     "StoredFile",
     "SupabaseStorage",
     "object_path",
@@ -41,6 +42,10 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ ()\-]{0,199}$")
 class StorageError(StudioError):
     status_code = 502
     code = "storage_error"
+
+
+class StorageNotFoundError(NotFoundError, StorageError):
+    """No file at that path: a 404 for the API, and a StorageError for storage callers."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ class LocalStorage:
         try:
             return await asyncio.to_thread(target.read_bytes)
         except FileNotFoundError:
-            raise NotFoundError(f"No stored file {path}.") from None
+            raise StorageNotFoundError(f"No stored file {path}.") from None
 
     async def url(self, path: str, expires_in: int = 3600) -> str:
         return self._file(path).resolve().as_uri()
@@ -146,7 +151,23 @@ class LocalStorage:
 
 
 class SupabaseStorage:
-    """Supabase Storage's REST API (``{SUPABASE_URL}/storage/v1``), private bucket, signed URLs."""
+    """Supabase Storage's REST API (``{SUPABASE_URL}/storage/v1``), private bucket, signed URLs.
+
+    What the real service does that a client must know (checked against supabase/storage
+    and exercised by ``tests/supabase_storage_double.py``):
+
+    * storage-api answers its errors with HTTP 400 and the real status as a string in
+      the body (``{"statusCode": "404", "error": "not_found", "message": "Object not
+      found"}``), so the body, not the HTTP status, says what went wrong.
+    * The list endpoint returns one folder level at a time, folders without an ``id``,
+      and at most 1500 rows a call: deleting a prefix walks the folders and pages.
+    * Legacy keys (service_role JWT) go in both ``apikey`` and ``Authorization``; the new
+      secret keys (``sb_secret_...``) are not JWTs and go in ``apikey`` only (Supabase's
+      docs: never as a bearer token) — the gateway puts a service_role JWT in
+      ``Authorization`` itself, and storage-api cannot verify an ``sb_`` key as a JWT.
+    """
+
+    _PAGE = 1000  # rows asked per list call (the server caps at 1500, or less)
 
     def __init__(
         self,
@@ -159,7 +180,9 @@ class SupabaseStorage:
     ) -> None:
         self.base = url.rstrip("/") + "/storage/v1"
         self.bucket = bucket
-        self._headers = {"Authorization": f"Bearer {key}", "apikey": key}
+        self._headers = {"apikey": key}
+        if not key.startswith("sb_"):
+            self._headers["Authorization"] = f"Bearer {key}"
         self._http = http or httpx.AsyncClient(timeout=timeout)
 
     async def aclose(self) -> None:
@@ -168,26 +191,49 @@ class SupabaseStorage:
     def _object(self, path: str) -> str:
         return f"{self.base}/object/{self.bucket}/{quote(_check_path(path))}"
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _refusal(self, response: httpx.Response, what: str) -> StudioError:
+        """The error a person can act on, read from storage-api's or the gateway's body."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        body = body if isinstance(body, dict) else {}
+        status = str(body.get("statusCode") or response.status_code)
+        error = str(body.get("error") or "")
+        message = str(body.get("message") or response.text[:200] or response.reason_phrase)
+        if status == "404" and "bucket" in f"{error} {message}".lower():
+            return StorageError(
+                f"Supabase Storage has no bucket {self.bucket!r}: create it as a private "
+                "bucket (supabase/migrations does on `supabase db push`)."
+            )
+        if status == "404":
+            return StorageNotFoundError(
+                f"No stored file {what} in the Supabase Storage bucket {self.bucket!r}."
+            )
+        if response.status_code == 401 or status in ("401", "403"):
+            return StorageError(
+                f"Supabase Storage refused the key ({message}): set SUPABASE_SERVICE_ROLE_KEY "
+                "to the project's service_role or secret key."
+            )
+        return StorageError(
+            f"Supabase Storage refused {what} ({status}{f' {error}' if error else ''}): {message}"
+        )
+
+    async def _call(self, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
         headers = {**self._headers, **kwargs.pop("headers", {})}
         try:
             response = await self._http.request(method, url, headers=headers, **kwargs)
         except httpx.HTTPError as error:
             raise StorageError(f"Supabase Storage is not reachable: {error}") from error
-        if response.status_code == 404 or (
-            response.status_code == 400 and "not found" in response.text.lower()
-        ):
-            raise NotFoundError(f"Not found in Supabase Storage: {url.rsplit('/object/', 1)[-1]}")
         if response.status_code >= 400:
-            raise StorageError(
-                f"Supabase Storage answered {response.status_code}: {response.text[:200]}"
-            )
+            raise self._refusal(response, what)
         return response
 
     async def put(self, path: str, data: bytes, content_type: str) -> StoredFile:
         await self._call(
             "POST",
             self._object(path),
+            path,
             content=data,
             headers={"Content-Type": content_type, "x-upsert": "true"},
         )
@@ -196,28 +242,45 @@ class SupabaseStorage:
         )
 
     async def get(self, path: str) -> bytes:
-        response = await self._call("GET", self._object(path))
+        response = await self._call("GET", self._object(path), path)
         return response.content
 
     async def url(self, path: str, expires_in: int = 3600) -> str:
         sign = f"{self.base}/object/sign/{self.bucket}/{quote(_check_path(path))}"
-        response = await self._call("POST", sign, json={"expiresIn": expires_in})
-        signed = str(response.json().get("signedURL") or response.json().get("signedUrl") or "")
+        response = await self._call("POST", sign, path, json={"expiresIn": expires_in})
+        body = response.json()
+        signed = str(body.get("signedURL") or body.get("signedUrl") or "")
         return signed if signed.startswith("http") else f"{self.base}/{signed.lstrip('/')}"
 
     async def delete(self, path: str) -> None:
+        checked = _check_path(path)
         await self._call(
-            "DELETE", f"{self.base}/object/{self.bucket}", json={"prefixes": [_check_path(path)]}
+            "DELETE", f"{self.base}/object/{self.bucket}", path, json={"prefixes": [checked]}
         )
 
-    async def _list(self, prefix: str) -> list[dict[str, Any]]:
-        response = await self._call(
-            "POST",
-            f"{self.base}/object/list/{self.bucket}",
-            json={"prefix": prefix, "limit": 1000, "offset": 0},
-        )
-        items = response.json()
-        return items if isinstance(items, list) else []
+    async def _list(self, folder: str) -> list[dict[str, Any]]:
+        """Every entry directly in ``folder``, page by page until a page comes back empty.
+
+        An empty page, not a short one, ends the walk: the server may cap a page below
+        what was asked for.
+        """
+        items: list[dict[str, Any]] = []
+        while True:
+            response = await self._call(
+                "POST",
+                f"{self.base}/object/list/{self.bucket}",
+                folder,
+                json={
+                    "prefix": folder,
+                    "limit": self._PAGE,
+                    "offset": len(items),
+                    "sortBy": {"column": "name", "order": "asc"},
+                },
+            )
+            page = response.json()
+            if not isinstance(page, list) or not page:
+                return items
+            items.extend(item for item in page if isinstance(item, dict))
 
     async def delete_prefix(self, prefix: str) -> None:
         """Delete every object under ``{session_id}`` or ``{session_id}/{generation_id}``."""
@@ -236,6 +299,7 @@ class SupabaseStorage:
             await self._call(
                 "DELETE",
                 f"{self.base}/object/{self.bucket}",
+                prefix,
                 json={"prefixes": paths[start : start + 100]},
             )
 
