@@ -1,0 +1,18 @@
+import { PHASES, type Phase } from "@/lib/types";
+
+/** Where the discussion is: ideation → refinement → synthesis → review → generating → complete. */
+export function PhaseIndicator({ phase }: { phase: Phase | null }) {
+  const current = phase ? PHASES.indexOf(phase) : -1;
+  return (
+    <ol className="phases" aria-label="Phase of the discussion" data-testid="phase" data-phase={phase ?? ""}>
+      {PHASES.map((name, index) => {
+        const state = index < current ? "done" : index === current ? "current" : "todo";
+        return (
+          <li key={name} data-state={state} aria-current={state === "current" ? "step" : undefined}>
+            {name}
+          </li>
+        );
+      })}
+    </ol>
+  );
+}
