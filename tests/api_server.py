@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +20,7 @@ import uvicorn
 from creative_studio.api.app import create_app
 from creative_studio.tools.models import ModelProvider
 from creative_studio.tools.settings import StudioSettings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.threaded_server import free_port
 
 
 @dataclass

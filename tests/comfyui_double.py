@@ -1,6 +1,7 @@
 """A ComfyUI test double over a real socket, built from what a real ComfyUI answered.
 
-Everything it says comes from ``../shared/comfyui/`` (recorded from ComfyUI 0.3.64):
+Everything it says comes from ``tests/data/comfyui/`` (a copy of the project's recordings of a
+real ComfyUI 0.3.64, ``../shared/comfyui/``, kept in the repository so a clone tests alone):
 ``/object_info`` is the recorded file; a run replays the websocket message sequence of
 ``ws_transcript_ksampler.json`` with the prompt_id (and node ids, matched by class type)
 substituted, plus binary preview frames in ComfyUI's format (type 1, or type 4 with
@@ -41,8 +42,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from tests.threaded_server import serve_in_thread, stop_in_thread
+
 FIXTURES = Path(
-    os.environ.get("COMFYUI_FIXTURES") or Path(__file__).resolve().parents[2] / "shared" / "comfyui"
+    os.environ.get("COMFYUI_FIXTURES") or Path(__file__).resolve().parent / "data" / "comfyui"
 )
 
 
@@ -52,7 +55,7 @@ def _fixture_text(name: str) -> str:
 
 
 def fixture(name: str) -> Any:
-    """A recorded file of ../shared/comfyui/, parsed (a fresh copy each time)."""
+    """A recorded file of tests/data/comfyui/, parsed (a fresh copy each time)."""
     return json.loads(_fixture_text(name))
 
 
@@ -304,33 +307,14 @@ class ComfyUIDouble:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ComfyUIDouble:
-        if not self.port:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app(),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            ws="websockets-sansio",
+        self._server, self._thread, self.port = serve_in_thread(
+            self.app(), name="the ComfyUI double", port=self.port, ws="websockets-sansio"
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the ComfyUI double did not start")
-            time.sleep(0.005)
         return self
 
     def stop(self) -> None:
         """The server goes away (connections refused until ``start()`` again)."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        stop_in_thread(self._server, self._thread)
         self._server = None
         self._thread = None
         self._sockets = {}

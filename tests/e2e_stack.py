@@ -56,16 +56,12 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None 
 
 def start_comfyui(step_delay: float) -> Any:
     """The ComfyUI double, or None when it cannot be imported here."""
-    sys.path.insert(0, str(ROOT.parent))
+    sys.path.insert(0, str(ROOT / "tests"))
     try:
-        from creative_studio.tests.comfyui_double import ComfyUIDouble
-    except Exception:
-        try:
-            sys.path.insert(0, str(ROOT / "tests"))
-            from comfyui_double import ComfyUIDouble  # type: ignore[no-redef]
-        except Exception as error:
-            print(f"e2e_stack: no ComfyUI double ({error})", file=sys.stderr)
-            return None
+        from comfyui_double import ComfyUIDouble
+    except Exception as error:
+        print(f"e2e_stack: no ComfyUI double ({error})", file=sys.stderr)
+        return None
     return ComfyUIDouble(step_delay=step_delay).start()
 
 
@@ -131,7 +127,12 @@ def main() -> int:
             flush=True,
         )
         if args.stdin:
-            threading.Thread(target=lambda: (sys.stdin.read(), stopping.set()), daemon=True).start()
+
+            def watch_stdin() -> None:
+                sys.stdin.read()
+                stopping.set()
+
+            threading.Thread(target=watch_stdin, daemon=True).start()
         while not stopping.is_set() and server.poll() is None:
             stopping.wait(0.2)
             if restart.is_set():

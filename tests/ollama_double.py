@@ -16,7 +16,6 @@ import asyncio
 import json
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +26,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.threaded_server import serve_in_thread, stop_in_thread
 
 Reply = Callable[[dict[str, Any]], str]
 
@@ -215,25 +216,13 @@ class OllamaDouble:
         )
 
     def start(self) -> OllamaDouble:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the Ollama double did not start")
-            time.sleep(0.01)
+        self._server, self._thread, self.port = serve_in_thread(
+            self.app(), name="the Ollama double"
+        )
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        stop_in_thread(self._server, self._thread)
 
 
 def closed_port() -> str:

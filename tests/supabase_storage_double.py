@@ -34,7 +34,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +46,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.threaded_server import serve_in_thread, stop_in_thread
 
 SEARCH_MAX_LIMIT = 1500  # storage.search: LEAST(coalesce(limits, 100), 1500)
 DELETE_OBJECTS_LIMIT = 1000  # enforceDeleteObjectsLimit's default
@@ -451,25 +452,13 @@ class SupabaseStorageDouble:
         )
 
     def start(self) -> SupabaseStorageDouble:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the Supabase Storage double did not start")
-            time.sleep(0.01)
+        self._server, self._thread, self.port = serve_in_thread(
+            self.app(), name="the Supabase Storage double"
+        )
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        stop_in_thread(self._server, self._thread)
         self._server = None
         self._thread = None
 
