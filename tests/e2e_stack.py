@@ -56,9 +56,9 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None 
 
 def start_comfyui(step_delay: float) -> Any:
     """The ComfyUI double, or None when it cannot be imported here."""
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT))  # the doubles import each other as ``tests.*``
     try:
-        from comfyui_double import ComfyUIDouble
+        from tests.comfyui_double import ComfyUIDouble
     except Exception as error:
         print(f"e2e_stack: no ComfyUI double ({error})", file=sys.stderr)
         return None
