@@ -222,18 +222,6 @@ class RunState(BaseModel):
 # ---------------------------------------------------------------------------- history
 
 
-class CheckpointOut(BaseModel):
-    checkpoint_id: str
-    parent_checkpoint_id: str | None
-    created_at: datetime | None
-    step: int | None
-    phase: str | None
-    next: list[str]
-    message_count: int
-    last_message: dict[str, Any] | None
-    last_user_message: str | None
-
-
 class CheckpointState(BaseModel):
     checkpoint_id: str
     values: dict[str, Any]

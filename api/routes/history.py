@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, status
 from langchain_core.messages import BaseMessage
 
 from creative_studio.api.deps import StudioDep
-from creative_studio.api.schemas import CheckpointOut, CheckpointState, ConversationOut, ForkIn
+from creative_studio.api.schemas import CheckpointState, ConversationOut, ForkIn
 from creative_studio.graph.events import message_payload
 from creative_studio.graph.runner import validate_message
-from creative_studio.graph.timetravel import fork, list_checkpoints, state_at
+from creative_studio.graph.timetravel import CheckpointInfo, fork, list_checkpoints, state_at
 
 router = APIRouter(prefix="/conversations", tags=["history"])
 
@@ -21,12 +21,11 @@ async def checkpoints(
     conversation_id: str,
     studio: StudioDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[CheckpointOut]:
+) -> list[CheckpointInfo]:
     """Newest first, each with its phase and last message."""
-    found = await list_checkpoints(
+    return await list_checkpoints(
         studio.runner.graph, studio.repository, conversation_id, limit=limit
     )
-    return [CheckpointOut.model_validate(c.model_dump()) for c in found]
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
