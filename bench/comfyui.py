@@ -43,6 +43,25 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+def _delays(double: ComfyUIDouble, received: list[tuple[float, int]]) -> list[float]:
+    """Milliseconds from each progress message the double sent to the matching event."""
+    sent = [(at, step) for at, _, step in double.sent_progress]
+    return [
+        (got_at - sent_at) * 1000
+        for (sent_at, step), (got_at, got_step) in zip(sent, received, strict=False)
+        if step == got_step
+    ]
+
+
+def _summary(samples: list[float]) -> dict[str, Any]:
+    return {
+        "samples": len(samples),
+        "median_ms": statistics.median(samples),
+        "p90_ms": _percentile(samples, 0.9),
+        "max_ms": max(samples),
+    }
+
+
 async def latency(iterations: int) -> dict[str, Any]:
     double = ComfyUIDouble(step_delay=0.02, previews=False).start()
     received: list[tuple[float, int]] = []  # (at, step) of generation_progress events
@@ -70,10 +89,7 @@ async def latency(iterations: int) -> dict[str, Any]:
                 double.sent_progress.clear()
                 await runner.send(cid, REQUEST if index == 0 else "make the neon brighter")
                 await runner.wait_idle(cid)
-                sent = [(at, step) for at, _, step in double.sent_progress]
-                for (sent_at, step), (got_at, got_step) in zip(sent, received, strict=False):
-                    if step == got_step:
-                        samples.append((got_at - sent_at) * 1000)
+                samples += _delays(double, received)
         finally:
             await runner.aclose()
             await service.aclose()
@@ -81,12 +97,7 @@ async def latency(iterations: int) -> dict[str, Any]:
             await database.close()
             await stop_embedded_postgres(Path(data_dir))
             double.stop()
-    return {
-        "samples": len(samples),
-        "median_ms": statistics.median(samples),
-        "p90_ms": _percentile(samples, 0.9),
-        "max_ms": max(samples),
-    }
+    return _summary(samples)
 
 
 async def sse_latency(iterations: int) -> dict[str, Any]:
@@ -124,20 +135,12 @@ async def sse_latency(iterations: int) -> dict[str, Any]:
                             received.append((time.perf_counter(), int(event.data["step"])))
                         if event.event == "generation_done":
                             break
-                    sent = [(at, step) for at, _, step in double.sent_progress]
-                    for (sent_at, step), (got_at, got_step) in zip(sent, received, strict=False):
-                        if step == got_step:
-                            samples.append((got_at - sent_at) * 1000)
+                    samples += _delays(double, received)
         finally:
             await api.stop()
             await stop_embedded_postgres(Path(data_dir))
             double.stop()
-    return {
-        "samples": len(samples),
-        "median_ms": statistics.median(samples),
-        "p90_ms": _percentile(samples, 0.9),
-        "max_ms": max(samples),
-    }
+    return _summary(samples)
 
 
 def builder_times(repeat: int) -> list[tuple[str, float, float]]:
