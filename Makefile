@@ -43,7 +43,9 @@ test: setup lint pytest web-test
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	mkdir -p .mypy_root && ln -sfn .. .mypy_root/creative_studio
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 pytest: setup
 	$(BIN)/pytest

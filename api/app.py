@@ -30,7 +30,7 @@ from creative_studio.api.routes import (
     workflows,
 )
 from creative_studio.api.schemas import ErrorResponse
-from creative_studio.tools.errors import StudioError
+from creative_studio.core.errors import StudioError
 from creative_studio.tools.models import ModelProvider
 from creative_studio.tools.settings import StudioSettings
 

@@ -18,16 +18,16 @@ from urllib.parse import quote
 
 from fastapi import Depends, Header, Query, Request
 
+from creative_studio.core.errors import StudioError
+from creative_studio.core.events import StudioEvent
 from creative_studio.graph.builder import build_graph
-from creative_studio.graph.events import StudioEvent
-from creative_studio.graph.runner import ConversationRunner
+from creative_studio.services.generation import GenerationService
+from creative_studio.services.runner import ConversationRunner
+from creative_studio.store.database import Database
+from creative_studio.store.eventlog import EventLog
+from creative_studio.store.repository import StudioRepository
 from creative_studio.tools.comfyui import ComfyUIClient
-from creative_studio.tools.database import Database
-from creative_studio.tools.errors import StudioError
-from creative_studio.tools.eventlog import EventLog
-from creative_studio.tools.generation import GenerationService
 from creative_studio.tools.models import AssignmentProvider, ModelProvider
-from creative_studio.tools.repository import StudioRepository
 from creative_studio.tools.settings import StudioSettings
 from creative_studio.tools.storage import Storage, storage_from_env
 
@@ -111,7 +111,9 @@ class Studio:
         async def generation_event(cid: str | None, kind: str, data: dict[str, Any]) -> None:
             """Events of generations that outlive their node (ComfyUI came back later)."""
             if cid:
-                await publish(StudioEvent(kind=kind, conversation_id=cid, data=data))
+                await publish(
+                    StudioEvent.model_validate({"kind": kind, "conversation_id": cid, "data": data})
+                )
 
         generations = GenerationService(
             repository,

@@ -8,8 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from creative_studio.graph.runner import MAX_MESSAGE_CHARS
-from creative_studio.graph.state import SPECIALISTS
+from creative_studio.core.roles import SPECIALISTS
+from creative_studio.services.runner import MAX_MESSAGE_CHARS
 from creative_studio.tools.models import validate_assignment
 
 MAX_PAGE = 200

@@ -22,16 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import update_section
+from creative_studio.core.events import StudioEvent
 from creative_studio.graph.builder import build_graph
-from creative_studio.graph.events import StudioEvent
-from creative_studio.graph.runner import ConversationRunner
-from creative_studio.graph.state import TechnicalPlan, VideoSettings
+from creative_studio.services.generation import GenerationService
+from creative_studio.services.runner import ConversationRunner
+from creative_studio.store.database import Database
+from creative_studio.store.embedded_postgres import stop_embedded_postgres
 from creative_studio.tools.comfyui import ComfyUIClient
-from creative_studio.tools.database import Database, stop_embedded_postgres
-from creative_studio.tools.generation import GenerationService
 from creative_studio.tools.storage import LocalStorage
 from creative_studio.workflows.builder import build
 from creative_studio.workflows.catalog import ServerInfo, catalog
+from creative_studio.workflows.plan import TechnicalPlan, VideoSettings
 from tests.comfyui_double import ANIMATEDIFF_NODES, ComfyUIDouble, object_info
 from tests.fakes import make_provider
 

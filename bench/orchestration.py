@@ -23,7 +23,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from bench.report import update_section
 from creative_studio.graph.builder import build_graph
-from creative_studio.tools.database import Database, stop_embedded_postgres
+from creative_studio.store.database import Database
+from creative_studio.store.embedded_postgres import stop_embedded_postgres
 from tests.fakes import make_provider
 
 REQUEST = "a cyberpunk street at night, neon signs"

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
 
-from creative_studio.graph.state import SPECIALISTS
+from creative_studio.core.roles import SPECIALISTS
 
 
 def _env_default_model() -> str:

@@ -1,44 +1,19 @@
-"""Events a conversation emits while the team works, for the CLI, the API and the web.
+"""How the graph's messages look to clients: the speaker role, its display name, the payload.
 
-One vocabulary for every client: ``token`` (a piece of a turn being written),
-``message`` (a complete message, already stored), ``phase``, ``typing`` (who is
-composing), ``interrupt`` (a question for the person), ``generation_progress`` /
-``generation_done``, ``error`` and ``status`` (running / idle / waiting).
+The event vocabulary itself is a shared data type (core/events.py); this module knows
+the personas, so it belongs to the graph.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.messages import AnyMessage
-from pydantic import BaseModel, Field
 
+from creative_studio.core.events import EventKind, EventSink, StudioEvent
 from creative_studio.graph.prompting import personas, team_prompts
-from creative_studio.tools.repository import StudioRepository
 
-EventKind = Literal[
-    "token",
-    "message",
-    "phase",
-    "typing",
-    "interrupt",
-    "generation_progress",
-    "generation_done",
-    "error",
-    "status",
-]
-
-
-class StudioEvent(BaseModel):
-    kind: EventKind
-    conversation_id: str
-    data: dict[str, Any] = Field(default_factory=dict)
-    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-
-EventSink = Callable[[StudioEvent], Awaitable[None]]
+__all__ = ["EventKind", "EventSink", "StudioEvent", "display_name", "message_payload", "role_of"]
 
 
 def role_of(message: AnyMessage) -> str:
@@ -70,12 +45,3 @@ def message_payload(message: AnyMessage) -> dict[str, Any]:
         "interrupted": bool(extra.pop("interrupted", False)),
         "metadata": {k: v for k, v in extra.items() if k != "speaker"},
     }
-
-
-async def store_message(
-    repository: StudioRepository, conversation_id: str, message: AnyMessage
-) -> dict[str, Any]:
-    """Write a message to the messages table (idempotent on its id); returns its payload."""
-    payload = message_payload(message)
-    await repository.add_message(conversation_id, **payload)
-    return payload

@@ -16,13 +16,15 @@ as a queued generation and says so, as before.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 from uuid import uuid4
 
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
+from creative_studio.core.errors import StudioError
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.phases import enter_phase
 from creative_studio.graph.prompting import moderator, team_prompts
@@ -35,14 +37,30 @@ from creative_studio.graph.state import (
     plan_of,
 )
 from creative_studio.nodes.speaking import provider_from, studio_message
-from creative_studio.tools.errors import StudioError
-from creative_studio.tools.generation import (
-    GenerationOutcome,
-    GenerationService,
-    GenerationSettings,
-)
+from creative_studio.workflows.run import GenerationOutcome, GenerationSettings
 
 log = logging.getLogger(__name__)
+
+
+class GenerationBackend(Protocol):
+    """What runs generations for this node (the studio's generation service implements it).
+
+    The node owns the seam, so the graph never imports the service or the database:
+    the service is injected through ``configurable["generation_service"]``.
+    """
+
+    async def run_for_thread(
+        self,
+        thread_id: str,
+        plan: TechnicalPlan,
+        *,
+        settings: GenerationSettings,
+        emit: Callable[[str, dict[str, Any]], None] | None = None,
+        request_key: str | None = None,
+        unload_models: Sequence[str] = (),
+        ollama_host: str | None = None,
+    ) -> GenerationOutcome | None: ...
+
 
 # Studio lines of this node. graph/prompts/team.toml [moderator] may override each key.
 _LINES = {
@@ -143,15 +161,10 @@ async def comfyui(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     if plan is None:  # cannot happen through the router; refuse loudly rather than guess
         raise RuntimeError("generation requested without a plan")
     configurable = config.get("configurable") or {}
-    service: GenerationService | None = configurable.get("generation_service")
+    service: GenerationBackend | None = configurable.get("generation_service")
     if service is None:
         return _queued_only(plan)
     thread_id = str(configurable.get("thread_id") or "")
-    try:
-        conversation = await service.repository.get_conversation(thread_id)
-    except StudioError:
-        log.warning("thread %s is not a studio conversation: generation only recorded", thread_id)
-        return _queued_only(plan)
     settings = GenerationSettings.from_config(config)
     unload: list[str] = []
     host: str | None = None
@@ -163,16 +176,20 @@ async def comfyui(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
         writer({"kind": kind, "data": data})
 
     try:
-        outcome = await service.run(
-            session_id=str(conversation.session_id),
-            conversation_id=str(conversation.id),
-            plan=plan,
+        outcome = await service.run_for_thread(
+            thread_id,
+            plan,
             settings=settings,
             emit=emit,
             request_key=request_key(state, config),
             unload_models=unload,
             ollama_host=host,
         )
+        if outcome is None:
+            log.warning(
+                "thread %s is not a studio conversation: generation only recorded", thread_id
+            )
+            return _queued_only(plan)
     except StudioError as error:
         record = GenerationRecord(status="failed", plan=plan, error=error.message)
         message = studio_message(

@@ -19,6 +19,13 @@ from typing import Any
 from langchain_core.messages import AnyMessage
 from langchain_core.runnables import RunnableConfig
 
+from creative_studio.core.text import (
+    content_words,
+    first_sentence,
+    novelty,
+    parse_vote,
+    similarity,
+)
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.state import (
     CREATIVES,
@@ -27,13 +34,6 @@ from creative_studio.graph.state import (
     brief_of,
     consensus_of,
     dump,
-)
-from creative_studio.graph.text import (
-    content_words,
-    first_sentence,
-    novelty,
-    parse_vote,
-    similarity,
 )
 
 DISCUSSION_KINDS = ("explore", "respond", "specifics", "answer_user")

@@ -16,13 +16,14 @@ lives in the specialists; the router only keeps the meeting going:
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
 from langchain_core.messages import AnyMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END
 
+from creative_studio.core.text import content_words
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.phases import enter_phase
 from creative_studio.graph.prompting import moderator, personas, team_prompts
@@ -39,7 +40,6 @@ from creative_studio.graph.state import (
     plan_of,
     verdict_of,
 )
-from creative_studio.graph.text import content_words
 from creative_studio.nodes.speaking import studio_message
 
 MAX_FAILURES = 5  # model failures in a row before the team stops and tells the person
@@ -103,7 +103,7 @@ def _take_in_user(state: StudioState) -> dict[str, Any]:
     brief.directions = [*brief.directions, *(m.text.strip()[:300] for m in new)][-5:]
     update["brief"] = dump(brief)
     responders = relevant_roles(text)
-    answers = [Turn(speaker=r, kind="answer_user") for r in responders]
+    answers = [Turn.model_validate({"speaker": r, "kind": "answer_user"}) for r in responders]
     if phase in ("synthesis", "review", "generating", "complete"):
         # A new direction reopens the discussion; the last plan stays as the starting point.
         update.update(enter_phase("refinement", send_backs=0))
@@ -314,7 +314,7 @@ _PHASE_LOGIC = {
 def _merge(state: StudioState, update: dict[str, Any]) -> StudioState:
     """State as the next decision sees it (messages are only appended, so skip them)."""
     merged: dict[str, Any] = {**state, **{k: v for k, v in update.items() if k != "messages"}}
-    return merged
+    return cast(StudioState, merged)
 
 
 def _combine(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:

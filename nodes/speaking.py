@@ -15,10 +15,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from creative_studio.core.text import clean_reply
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.prompting import build_messages, moderator, personas
 from creative_studio.graph.state import StudioState, Turn, current_of
-from creative_studio.graph.text import clean_reply
 from creative_studio.tools.models import (
     CONNECTION_ERRORS,
     AssignmentProvider,

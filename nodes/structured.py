@@ -16,8 +16,8 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel, ValidationError
 
+from creative_studio.core.text import extract_json_object
 from creative_studio.graph.prompting import repair_message
-from creative_studio.graph.text import extract_json_object
 from creative_studio.nodes.speaking import call_model
 
 T = TypeVar("T", bound=BaseModel)

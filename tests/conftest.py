@@ -11,7 +11,8 @@ Fixture names are a contract other test modules rely on: ``pg_server_url``, ``fr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
@@ -19,11 +20,39 @@ from uuid import uuid4
 import psycopg
 import pytest
 
-from creative_studio.tools.database import (
-    Database,
-    start_embedded_postgres,
-    stop_embedded_postgres,
+from creative_studio.store.database import Database
+from creative_studio.store.embedded_postgres import start_embedded_postgres, stop_embedded_postgres
+from tests.service_guard import (
+    CLOSED_URL,
+    GUARDED_PORTS,
+    Canary,
+    current_test,
+    install_connect_guard,
+    start_canaries,
 )
+
+# Before any test module is imported: every URL of the person's own services points at a
+# closed port, and connecting to those services fails (tests/service_guard.py).
+os.environ["COMFYUI_URL"] = CLOSED_URL
+os.environ["OLLAMA_HOST"] = CLOSED_URL
+os.environ.pop("CREATIVE_STUDIO_COMFYUI_URL", None)
+os.environ.pop("CREATIVE_STUDIO_OLLAMA_HOST", None)
+install_connect_guard()
+_CANARIES: list[Canary] = start_canaries(current_test)
+
+
+@pytest.fixture(autouse=True)
+def _no_connection_to_the_persons_services() -> Iterator[None]:
+    """Fail the test during which a child process reached :8188 or :11434."""
+    before = [len(c.hits) for c in _CANARIES]
+    yield
+    for canary, seen in zip(_CANARIES, before, strict=True):
+        if len(canary.hits) > seen:
+            pytest.fail(
+                f"a process started by this test connected to 127.0.0.1:{canary.port} "
+                f"(the person's own {GUARDED_PORTS[canary.port]}): point it at a double",
+                pytrace=False,
+            )
 
 
 def database_url(server_url: str, dbname: str) -> str:

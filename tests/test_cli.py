@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 from creative_studio.graph.builder import build_graph
-from creative_studio.graph.runner import ConversationRunner
-from creative_studio.tools.database import Database
+from creative_studio.services.runner import ConversationRunner
+from creative_studio.store.database import Database
+from creative_studio.store.repository import StudioRepository
 from creative_studio.tools.models import AssignmentProvider
-from creative_studio.tools.repository import StudioRepository
 
 CLI = [sys.executable, "-m", "creative_studio.api.cli"]
 UUID = re.compile(r"Conversation ([0-9a-f-]{36})")

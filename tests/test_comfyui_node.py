@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from creative_studio.core.events import StudioEvent
 from creative_studio.graph.builder import build_graph
-from creative_studio.graph.events import StudioEvent
-from creative_studio.graph.runner import ConversationRunner
+from creative_studio.services.generation import GenerationService
+from creative_studio.services.runner import ConversationRunner
+from creative_studio.store.database import Database
 from creative_studio.tools.comfyui import ComfyUIClient
-from creative_studio.tools.database import Database
-from creative_studio.tools.generation import GenerationService
 from creative_studio.tools.storage import LocalStorage
 from tests.comfyui_double import ComfyUIDouble
 from tests.fakes import make_provider

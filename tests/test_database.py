@@ -20,16 +20,11 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 from psycopg.rows import dict_row
 
-from creative_studio.tools.database import (
-    MIGRATIONS_TABLE,
-    Database,
-    apply_migrations,
-    migration_files,
-    start_embedded_postgres,
-    stop_embedded_postgres,
-)
-from creative_studio.tools.errors import ConversationBusyError
-from creative_studio.tools.leases import DEFAULT_TTL_S
+from creative_studio.core.errors import ConversationBusyError
+from creative_studio.store.database import Database
+from creative_studio.store.embedded_postgres import start_embedded_postgres, stop_embedded_postgres
+from creative_studio.store.leases import DEFAULT_TTL_S
+from creative_studio.store.migrations import MIGRATIONS_TABLE, apply_migrations, migration_files
 
 STUDIO_TABLES = {"sessions", "conversations", "messages", "generations"}
 CHECKPOINT_TABLES = {
@@ -306,7 +301,7 @@ async def test_a_lease_is_renewed_while_held(database: Database) -> None:
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from creative_studio.tools.database import start_embedded_postgres
+from creative_studio.store.embedded_postgres import start_embedded_postgres
 import psycopg
 
 async def main():

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from creative_studio.graph.state import LoRA, TechnicalPlan
-from creative_studio.tools.comfyui import ComfyUIClient
-from creative_studio.tools.database import Database
-from creative_studio.tools.generation import (
+from creative_studio.services.generation import (
     GenerationService,
     GenerationSettings,
     prompt_id_for,
 )
-from creative_studio.tools.repository import StudioRepository
+from creative_studio.store.database import Database
+from creative_studio.store.repository import StudioRepository
+from creative_studio.tools.comfyui import ComfyUIClient
 from creative_studio.tools.storage import LocalStorage
+from creative_studio.workflows.plan import LoRA, TechnicalPlan
 from tests.comfyui_double import ComfyUIDouble
 from tests.ollama_double import OllamaDouble
 
@@ -324,7 +324,7 @@ async def test_a_plan_the_server_cannot_take_fails_with_the_reason(comfy, make):
 
 
 async def test_local_storage_keeps_the_bucket_layout_and_refuses_escapes(tmp_path: Path):
-    from creative_studio.tools.errors import InvalidInputError
+    from creative_studio.core.errors import InvalidInputError
     from creative_studio.tools.storage import object_path
 
     storage = LocalStorage(tmp_path)

@@ -10,11 +10,11 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from creative_studio.core.text import content_words
 from creative_studio.graph.builder import build_graph
-from creative_studio.graph.state import TechnicalPlan
-from creative_studio.graph.text import content_words
 from creative_studio.tools.embedded import embedded_available
 from creative_studio.tools.models import AssignmentProvider
+from creative_studio.workflows.plan import TechnicalPlan
 from tests.fakes import run_turns
 
 pytestmark = pytest.mark.skipif(

@@ -10,9 +10,9 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 
-from creative_studio.tools.database import Database
-from creative_studio.tools.errors import InvalidInputError, NotFoundError
-from creative_studio.tools.repository import (
+from creative_studio.core.errors import InvalidInputError, NotFoundError
+from creative_studio.store.database import Database
+from creative_studio.store.repository import (
     ConversationRecord,
     SessionRecord,
     StudioRepository,

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from creative_studio.core.errors import InvalidInputError, InvalidStateError, NotFoundError
+from creative_studio.core.events import StudioEvent
 from creative_studio.graph.builder import build_graph
-from creative_studio.graph.events import StudioEvent
-from creative_studio.graph.runner import MAX_MESSAGE_CHARS, ConversationRunner
-from creative_studio.graph.timetravel import list_checkpoints
-from creative_studio.tools.database import Database
-from creative_studio.tools.errors import InvalidInputError, InvalidStateError, NotFoundError
+from creative_studio.services.runner import MAX_MESSAGE_CHARS, ConversationRunner
+from creative_studio.services.timetravel import list_checkpoints
+from creative_studio.store.database import Database
 from tests.fakes import make_provider
 
 REQUEST = "a cyberpunk street at night, neon signs"

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from creative_studio.tools.errors import NotFoundError
+from creative_studio.core.errors import NotFoundError
 from creative_studio.tools.storage import (
     StorageError,
     SupabaseStorage,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from creative_studio.graph.prompting import window_start
-from creative_studio.graph.text import (
+from creative_studio.core.text import (
     clean_reply,
     content_words,
     extract_json_object,
@@ -13,6 +12,7 @@ from creative_studio.graph.text import (
     parse_vote,
     similarity,
 )
+from creative_studio.graph.prompting import window_start
 
 NAMES = ["Luna", "Frame", "Saga", "Pixel", "Lens"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from creative_studio.graph.timetravel import fork, list_checkpoints, state_at
-from creative_studio.tools.database import Database
-from creative_studio.tools.errors import NotFoundError
+from creative_studio.core.errors import NotFoundError
+from creative_studio.services.timetravel import fork, list_checkpoints, state_at
+from creative_studio.store.database import Database
 from tests.test_runner import REQUEST, make_runner, state_of
 
 

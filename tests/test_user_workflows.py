@@ -22,8 +22,8 @@ import tests.api_server
 from creative_studio.api.app import create_app
 from creative_studio.api.deps import require_token
 from creative_studio.api.routes import workflows
-from creative_studio.graph.state import TechnicalPlan
-from creative_studio.tools.workflow_store import UserWorkflowStore
+from creative_studio.store.workflow_store import UserWorkflowStore
+from creative_studio.workflows.plan import TechnicalPlan
 from tests.api_server import ApiServer
 from tests.comfyui_double import ComfyUIDouble
 from tests.fakes import make_provider

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from creative_studio.graph.state import LoRA, TechnicalPlan, VideoSettings
-from creative_studio.tools.errors import InvalidInputError
+from creative_studio.core.errors import InvalidInputError
 from creative_studio.workflows.builder import (
     build,
     checkpoint_family,
@@ -21,9 +20,9 @@ from creative_studio.workflows.catalog import (
     ServerInfo,
     TemplateUnavailableError,
     catalog,
-    detect_parameters,
-    template_from_workflow,
 )
+from creative_studio.workflows.detection import detect_parameters, template_from_workflow
+from creative_studio.workflows.plan import LoRA, TechnicalPlan, VideoSettings
 from creative_studio.workflows.validation import WorkflowValidationError, check, validate
 from tests.comfyui_double import ANIMATEDIFF_NODES, fixture, object_info
 

@@ -38,7 +38,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field
 
-from creative_studio.tools.errors import StudioError
+from creative_studio.core.errors import StudioError
 
 log = logging.getLogger(__name__)
 

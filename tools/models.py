@@ -16,8 +16,7 @@ from typing import Protocol
 import httpx
 from langchain_core.language_models import BaseChatModel
 
-from creative_studio.graph.configuration import Configuration
-from creative_studio.tools.errors import InvalidInputError
+from creative_studio.core.errors import InvalidInputError
 from creative_studio.tools.ollama import missing_message, resolve_auto, unreachable_message
 from creative_studio.tools.scripted import ScriptedChatModel
 
@@ -28,10 +27,26 @@ EMBEDDED_NOTE = (
 )
 
 
+class ModelOptions(Protocol):
+    """What a provider needs to know of a conversation's configuration.
+
+    The graph's Configuration has these fields; naming them here keeps this client layer
+    free of the graph.
+    """
+
+    ollama_keep_alive: str
+    ollama_num_ctx: int
+    model_seed: int | None
+
+    def model_for(self, role: str) -> str: ...
+
+    def timeout_for(self, role: str) -> float: ...
+
+
 class ModelProvider(Protocol):
     """Anything that can hand a node the chat model for a role."""
 
-    def chat_model(self, role: str, config: Configuration) -> BaseChatModel: ...
+    def chat_model(self, role: str, config: ModelOptions) -> BaseChatModel: ...
 
 
 def validate_assignment(assignment: str) -> str:
@@ -120,13 +135,13 @@ class AssignmentProvider:
             return self.auto or "embedded"
         return value
 
-    def assignments(self, config: Configuration) -> dict[str, str]:
+    def assignments(self, config: ModelOptions) -> dict[str, str]:
         """Role -> the concrete model it uses, for telling the person."""
-        from creative_studio.graph.state import SPECIALISTS
+        from creative_studio.core.roles import SPECIALISTS
 
         return {role: self.resolved(config.model_for(role)) for role in SPECIALISTS}
 
-    def chat_model(self, role: str, config: Configuration) -> BaseChatModel:
+    def chat_model(self, role: str, config: ModelOptions) -> BaseChatModel:
         assignment = self.resolved(config.model_for(role))
         timeout = config.timeout_for(role)
         key = (
@@ -141,7 +156,7 @@ class AssignmentProvider:
             self._cache[key] = self._build(role, assignment, config)
         return self._cache[key]
 
-    def _build(self, role: str, assignment: str, config: Configuration) -> BaseChatModel:
+    def _build(self, role: str, assignment: str, config: ModelOptions) -> BaseChatModel:
         if assignment == "scripted":
             return ScriptedChatModel(role=role, delay=self.scripted_delay)
         if assignment == "embedded":
@@ -166,7 +181,7 @@ class StaticProvider:
         self.models = models
         self.default = default
 
-    def chat_model(self, role: str, config: Configuration) -> BaseChatModel:
+    def chat_model(self, role: str, config: ModelOptions) -> BaseChatModel:
         model = self.models.get(role, self.default)
         if model is None:
             raise InvalidInputError(f"No model configured for the {role} role.")

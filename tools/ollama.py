@@ -16,7 +16,7 @@ import httpx
 import ollama
 from pydantic import BaseModel
 
-from creative_studio.tools.errors import StudioError
+from creative_studio.core.errors import StudioError
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from creative_studio.graph.text import content_words
+from creative_studio.core.text import content_words
 
 _LINES: dict[str, dict[str, list[str]]] = {
     "style": {

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
-from creative_studio.tools.errors import InvalidInputError, NotFoundError, StudioError
+from creative_studio.core.errors import InvalidInputError, NotFoundError, StudioError
 
 __all__ = [
     "BUCKET",

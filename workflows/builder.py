@@ -13,8 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from creative_studio.graph.state import LoRA, TechnicalPlan
-from creative_studio.tools.errors import InvalidInputError
+from creative_studio.core.errors import InvalidInputError
 from creative_studio.workflows.catalog import (
     Availability,
     Catalog,
@@ -26,6 +25,7 @@ from creative_studio.workflows.catalog import (
     rules,
     split_target,
 )
+from creative_studio.workflows.plan import LoRA, TechnicalPlan
 from creative_studio.workflows.validation import check
 
 __all__ = [

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from creative_studio.tools.errors import InvalidInputError
-from creative_studio.workflows.catalog import (
+from creative_studio.core.errors import InvalidInputError
+from creative_studio.workflows.server_info import (
     InputSpec,
     ServerInfo,
     Workflow,

@@ -20,7 +20,7 @@ from creative_studio.api.schemas import (
     MessageOut,
     RunState,
 )
-from creative_studio.tools.errors import InvalidInputError
+from creative_studio.core.errors import InvalidInputError
 
 router = APIRouter(prefix="/conversations", tags=["chat"])
 

@@ -10,11 +10,11 @@ from fastapi.responses import Response
 
 from creative_studio.api.deps import Studio, StudioDep
 from creative_studio.api.schemas import MAX_PAGE, GenerationOut, GenerationPage
-from creative_studio.graph.state import TechnicalPlan
-from creative_studio.tools.errors import InvalidStateError, NotFoundError
-from creative_studio.tools.generation import GenerationSettings
-from creative_studio.tools.repository import GenerationRecord
+from creative_studio.core.errors import InvalidStateError, NotFoundError
+from creative_studio.services.generation import GenerationSettings
+from creative_studio.store.repository import GenerationRecord
 from creative_studio.tools.storage import object_path
+from creative_studio.workflows.plan import TechnicalPlan
 
 router = APIRouter(prefix="/generations", tags=["generations"])
 

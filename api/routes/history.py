@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query, status
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AnyMessage, BaseMessage
 
 from creative_studio.api.deps import StudioDep
 from creative_studio.api.schemas import CheckpointState, ConversationOut, ForkIn
 from creative_studio.graph.events import message_payload
-from creative_studio.graph.runner import validate_message
-from creative_studio.graph.timetravel import CheckpointInfo, fork, list_checkpoints, state_at
+from creative_studio.services.runner import validate_message
+from creative_studio.services.timetravel import CheckpointInfo, fork, list_checkpoints, state_at
 
 router = APIRouter(prefix="/conversations", tags=["history"])
 
@@ -31,7 +31,9 @@ async def checkpoints(
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     out["messages"] = [
-        message_payload(m) for m in values.get("messages", []) if isinstance(m, BaseMessage)
+        message_payload(cast(AnyMessage, m))
+        for m in values.get("messages", [])
+        if isinstance(m, BaseMessage)
     ]
     return out
 

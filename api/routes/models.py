@@ -10,8 +10,8 @@ from fastapi.responses import StreamingResponse
 
 from creative_studio.api.deps import StudioDep
 from creative_studio.api.schemas import InstalledModelOut, ModelsOut, PullIn
+from creative_studio.core.errors import StudioError
 from creative_studio.tools.embedded import embedded_available
-from creative_studio.tools.errors import StudioError
 from creative_studio.tools.models import EMBEDDED_NOTE
 from creative_studio.tools.ollama import OllamaService, resolve_auto
 

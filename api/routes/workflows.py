@@ -16,9 +16,8 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from creative_studio.api.deps import StudioDep
-from creative_studio.tools.comfyui import ComfyUIError
-from creative_studio.tools.errors import InvalidInputError
-from creative_studio.tools.workflow_store import (
+from creative_studio.core.errors import InvalidInputError
+from creative_studio.store.workflow_store import (
     NAME_PATTERN,
     UserWorkflowRecord,
     UserWorkflowStore,
@@ -26,6 +25,7 @@ from creative_studio.tools.workflow_store import (
     check_on_server,
     prepare,
 )
+from creative_studio.tools.comfyui import ComfyUIError
 from creative_studio.workflows.validation import WorkflowValidationError
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])

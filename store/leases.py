@@ -30,7 +30,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
-from creative_studio.tools.errors import ConversationBusyError
+from creative_studio.core.errors import ConversationBusyError
 
 log = logging.getLogger(__name__)
 

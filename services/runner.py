@@ -12,7 +12,8 @@ The graph knows how the team talks; the runner knows how a *conversation* runs:
   ``interrupted`` (LangGraph discards a cancelled node's output), so what the person
   saw stays in the history and in the team's transcript.
 * Completed messages are written to the messages table as soon as their node ends.
-* A Postgres advisory lock makes this process the only writer of the conversation.
+* A lease row in Postgres (store/leases.py) makes this process the only writer of the
+  conversation; it holds no connection while the conversation runs.
 """
 
 from __future__ import annotations
@@ -29,18 +30,15 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StreamMode
 
+from creative_studio.core.errors import InvalidInputError, InvalidStateError
+from creative_studio.core.events import EventKind, EventSink, StudioEvent
+from creative_studio.core.roles import SPECIALISTS
 from creative_studio.graph.configuration import Configuration
-from creative_studio.graph.events import (
-    EventKind,
-    EventSink,
-    StudioEvent,
-    display_name,
-    store_message,
-)
-from creative_studio.graph.state import SPECIALISTS
-from creative_studio.tools.database import Database
-from creative_studio.tools.errors import InvalidInputError, InvalidStateError
-from creative_studio.tools.repository import StudioRepository
+from creative_studio.graph.events import display_name
+from creative_studio.services.transcript import store_message
+from creative_studio.store.database import Database
+from creative_studio.store.records import ConversationStatus
+from creative_studio.store.repository import StudioRepository
 
 log = logging.getLogger(__name__)
 
@@ -387,6 +385,7 @@ class ConversationRunner:
         except Exception:  # the database went away at shutdown: nothing more to report
             log.warning("could not read the final state of %s", cid, exc_info=True)
             return
+        status: ConversationStatus
         if snapshot.interrupts:
             status = "waiting"
         elif (snapshot.values or {}).get("phase") == "complete":

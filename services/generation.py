@@ -25,19 +25,17 @@ events go to ``on_event`` instead of the node's stream.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import NAMESPACE_URL, uuid5
 
-from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel, Field
-
-from creative_studio.graph.state import TechnicalPlan
+from creative_studio.core.errors import NotFoundError, StudioError
+from creative_studio.services.generation_job import Emit, _Job, _Progress
+from creative_studio.store.records import UNSET
+from creative_studio.store.repository import StudioRepository
+from creative_studio.store.workflow_store import UserWorkflowStore, workflow_name
 from creative_studio.tools.comfyui import (
     ComfyEvent,
     ComfyUIClient,
@@ -47,12 +45,11 @@ from creative_studio.tools.comfyui import (
     ComfyUIUnreachableError,
     OutputRef,
 )
-from creative_studio.tools.errors import NotFoundError, StudioError
-from creative_studio.tools.repository import StudioRepository
 from creative_studio.tools.storage import Storage, object_path
-from creative_studio.tools.workflow_store import UserWorkflowStore, workflow_name
 from creative_studio.workflows.builder import BuiltWorkflow, build, reduce_for_memory
-from creative_studio.workflows.catalog import Catalog, Workflow, catalog, rules
+from creative_studio.workflows.catalog import Catalog, catalog
+from creative_studio.workflows.plan import TechnicalPlan
+from creative_studio.workflows.run import GenerationOutcome, GenerationSettings, OutcomeStatus
 
 log = logging.getLogger(__name__)
 
@@ -66,193 +63,12 @@ __all__ = [
 _NAMESPACE = uuid5(NAMESPACE_URL, "creative-studio/comfyui")
 # conversation_id (None: not tied to one), event kind, data
 EventSink = Callable[[str | None, str, dict[str, Any]], Awaitable[None]]
-Emit = Callable[[str, dict[str, Any]], None]
-OutcomeStatus = Literal["complete", "failed", "cancelled", "queued"]
 _VIDEO_EXTENSIONS = (".webp", ".gif", ".mp4", ".webm", ".mov", ".apng")
-_DB_PROGRESS_INTERVAL = 0.5  # seconds between progress writes to the generations table
 
 
 def prompt_id_for(generation_id: str, attempt: int) -> str:
     """The idempotency key of one attempt: the same generation and attempt, the same id."""
     return str(uuid5(_NAMESPACE, f"{generation_id}:{attempt}"))
-
-
-class GenerationSettings(BaseModel):
-    """Per-conversation generation knobs, read from ``configurable`` (session settings)."""
-
-    max_generation_retries: int = Field(default=2, ge=0, le=5)
-    unload_ollama_before_generation: bool = False
-    free_comfyui_after_generation: bool = False
-    generation_timeout: float = Field(default=3600.0, gt=0, le=86400)
-    comfyui_reconnect_grace: float = Field(default=60.0, gt=0, le=3600)
-
-    @classmethod
-    def from_config(cls, config: RunnableConfig | None) -> GenerationSettings:
-        configurable: dict[str, Any] = (config or {}).get("configurable") or {}
-        return cls.model_validate(
-            {k: configurable[k] for k in cls.model_fields if k in configurable}
-        )
-
-
-@dataclass
-class GenerationOutcome:
-    """How a generation ended (or that it waits for ComfyUI: status "queued")."""
-
-    generation_id: str
-    status: OutcomeStatus
-    plan: TechnicalPlan
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)  # what the team did and why, in order
-    template: str | None = None
-    waiting_for_server: bool = False
-
-
-@dataclass
-class _Job:
-    generation_id: str
-    session_id: str
-    conversation_id: str | None
-    plan: TechnicalPlan
-    settings: GenerationSettings
-    init_image: str | None = None
-    unload_models: tuple[str, ...] = ()
-    ollama_host: str | None = None
-    listener: Emit | None = None
-    prompt_id: str | None = None
-    cancel_requested: bool = False
-    notes: list[str] = field(default_factory=list)
-    task: asyncio.Task[GenerationOutcome] | None = None
-    outcome: GenerationOutcome | None = None
-    kind: str = "image"
-    request_key: str | None = None
-    tracker: _Progress | None = None
-    db_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-class _Progress:
-    """Turns the live feed of one attempt into 0..1 progress, events and table updates."""
-
-    def __init__(self, service: GenerationService, job: _Job, workflow: Workflow) -> None:
-        self.service = service
-        self.job = job
-        self.workflow = workflow
-        sampler_types = set(rules()["progress"]["sampler_nodes"]) | set(
-            rules()["progress"]["upscale_nodes"]
-        )
-        self.samplers = [
-            n for n, node in workflow.items() if node.get("class_type") in sampler_types
-        ]
-        self.fractions: dict[str, float] = {n: 0.0 for n in self.samplers}
-        self.done_nodes: set[str] = set()
-        self.value = 0.0
-        self.status = "queued"
-        self.node: str | None = None
-        self.step: int | None = None
-        self.max_steps: int | None = None
-        self._last_write = 0.0
-        self._write_pending = False
-        self.closed = False
-
-    def _overall(self) -> float:
-        if self.samplers:
-            sampled = sum(self.fractions.values()) / len(self.samplers)
-            overall = 0.05 + 0.9 * sampled
-            if all(f >= 1.0 for f in self.fractions.values()) and self.node not in self.samplers:
-                overall = max(overall, 0.97 if self.node else 0.95)
-        else:
-            overall = 0.05 + 0.9 * len(self.done_nodes) / max(1, len(self.workflow))
-        self.value = max(self.value, min(overall, 0.99))
-        return self.value
-
-    def payload(self, **extra: Any) -> dict[str, Any]:
-        node_type = self.workflow.get(self.node or "", {}).get("class_type") if self.node else None
-        return {
-            "generation_id": self.job.generation_id,
-            "progress": round(self.value, 4),
-            "status": self.status,
-            "step": self.step,
-            "max_steps": self.max_steps,
-            "node": self.node,
-            "node_type": node_type,
-            **extra,
-        }
-
-    def handle(self, event: ComfyEvent) -> None:
-        kind, data = event.type, event.data
-        if kind == "execution_start":
-            self.status = "running"
-            self.value = max(self.value, 0.02)
-            self.service._emit(self.job, "generation_progress", self.payload())
-            self._schedule_write(force=True)
-            return
-        if kind == "execution_cached":
-            self.done_nodes.update(str(n) for n in data.get("nodes") or [])
-            return
-        if kind == "executing":
-            if self.node is not None:
-                self.done_nodes.add(self.node)
-                if self.node in self.fractions:
-                    self.fractions[self.node] = 1.0
-            self.node = data.get("node")
-            self.step = self.max_steps = None
-            self._overall()
-            self._emit()
-            return
-        if kind == "progress":
-            node = str(data.get("node"))
-            value, maximum = float(data.get("value") or 0), float(data.get("max") or 1)
-            self.node = node
-            self.step, self.max_steps = int(value), int(maximum)
-            if node in self.fractions:
-                self.fractions[node] = max(self.fractions[node], value / max(maximum, 1.0))
-            self._overall()
-            self._emit()
-            return
-        if kind == "preview" and event.image:
-            mime = event.mime or "image/jpeg"
-            preview = f"data:{mime};base64,{base64.b64encode(event.image).decode()}"
-            self._emit(preview=preview)
-            return
-        if kind in ("disconnected", "reconnected", "resubmitted"):
-            message = {
-                "disconnected": "Lost the live connection to ComfyUI; checking on the generation...",
-                "reconnected": "Connected to ComfyUI again.",
-                "resubmitted": "ComfyUI restarted and lost the generation; Pixel queued it again.",
-            }[kind]
-            connection: Literal["connected", "unreachable"] = (
-                "unreachable" if kind == "disconnected" else "connected"
-            )
-            self.service._set_connection(connection)
-            self._emit(message=message, connection=connection)
-            if kind == "resubmitted":
-                self.job.notes.append(message)
-
-    def _emit(self, **extra: Any) -> None:
-        self.service._emit(self.job, "generation_progress", self.payload(**extra))
-        if self.status == "running":
-            self._schedule_write()
-
-    def _schedule_write(self, force: bool = False) -> None:
-        """Coalesced table updates: the chat gets every step, the table at most every 0.5 s."""
-        if self._write_pending:
-            return
-        self._write_pending = True
-        wait = 0.0 if force else _DB_PROGRESS_INTERVAL - (time.monotonic() - self._last_write)
-        self.service._spawn(self._write(max(0.0, wait)))
-
-    async def _write(self, wait: float) -> None:
-        if wait:
-            await asyncio.sleep(wait)
-        self._write_pending = False
-        self._last_write = time.monotonic()
-        async with self.job.db_lock:
-            if self.closed:  # the generation ended: never overwrite its final row
-                return
-            with contextlib.suppress(StudioError):
-                await self.service.repository.update_generation(
-                    self.job.generation_id, status="running", progress=min(self.value, 0.99)
-                )
 
 
 class GenerationService:
@@ -343,6 +159,33 @@ class GenerationService:
             ollama_host=ollama_host,
         )
         return await self.wait(job.generation_id, emit)
+
+    async def run_for_thread(
+        self,
+        thread_id: str,
+        plan: TechnicalPlan,
+        *,
+        settings: GenerationSettings,
+        emit: Emit | None = None,
+        request_key: str | None = None,
+        unload_models: Sequence[str] = (),
+        ollama_host: str | None = None,
+    ) -> GenerationOutcome | None:
+        """The graph node's entry point: ``None`` when the thread is no studio conversation."""
+        try:
+            conversation = await self.repository.get_conversation(thread_id)
+        except StudioError:
+            return None
+        return await self.run(
+            session_id=str(conversation.session_id),
+            conversation_id=str(conversation.id),
+            plan=plan,
+            settings=settings,
+            emit=emit,
+            request_key=request_key,
+            unload_models=unload_models,
+            ollama_host=ollama_host,
+        )
 
     async def submit(
         self,
@@ -616,7 +459,7 @@ class GenerationService:
                     status=status,
                     error=error,
                     outputs=outputs,
-                    **({"progress": 1.0} if status == "complete" else {}),
+                    progress=1.0 if status == "complete" else UNSET,
                 )
         outcome = GenerationOutcome(
             job.generation_id,

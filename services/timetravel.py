@@ -20,9 +20,10 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 from pydantic import BaseModel
 
-from creative_studio.graph.events import message_payload, store_message
-from creative_studio.tools.errors import InvalidStateError, NotFoundError
-from creative_studio.tools.repository import ConversationRecord, StudioRepository
+from creative_studio.core.errors import InvalidStateError, NotFoundError
+from creative_studio.graph.events import message_payload
+from creative_studio.services.transcript import store_message
+from creative_studio.store.repository import ConversationRecord, StudioRepository
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 

@@ -30,8 +30,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
-from creative_studio.graph.events import StudioEvent
-from creative_studio.tools.errors import InvalidInputError
+from creative_studio.core.errors import InvalidInputError
+from creative_studio.core.events import StudioEvent
 
 log = logging.getLogger(__name__)
 

@@ -35,20 +35,20 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from creative_studio.graph.state import TechnicalPlan
-from creative_studio.tools.errors import InvalidInputError, InvalidStateError, NotFoundError
+from creative_studio.core.errors import InvalidInputError, InvalidStateError, NotFoundError
 from creative_studio.workflows.builder import build
-from creative_studio.workflows.catalog import (
-    Catalog,
+from creative_studio.workflows.catalog import Catalog
+from creative_studio.workflows.detection import template_from_workflow
+from creative_studio.workflows.plan import TechnicalPlan
+from creative_studio.workflows.server_info import (
     ServerInfo,
-    TemplateSpec,
     Workflow,
     is_link,
     rules,
     split_target,
-    template_from_workflow,
     whitelist,
 )
+from creative_studio.workflows.spec import TemplateSpec
 
 __all__ = [
     "CUSTOM_PREFIX",

@@ -1,0 +1,141 @@
+"""What the terminal chat shows: each specialist in their colour, tokens as they stream.
+
+Renders the studio's events (core/events.py) with rich; api/cli.py drives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from creative_studio.core.events import StudioEvent
+from creative_studio.graph.prompting import personas
+from creative_studio.workflows.plan import TechnicalPlan
+
+ROLE_COLOURS = {role: p.colour for role, p in personas().items()} | {
+    "user": "bright_white",
+    "system": "bright_black",
+}
+
+
+class TerminalView:
+    """Renders studio events: tokens inline, whole messages, phases and questions."""
+
+    def __init__(self, console: Console, echo_user: bool = False) -> None:
+        self.console = console
+        self.echo_user = echo_user  # show the person's lines when they were not typed here
+        self.streaming: str | None = None  # message id being streamed
+        self.shown: set[str] = set()
+        self.streamed: set[str] = set()  # ids whose text is already on screen
+        self.question: dict[str, Any] | None = None
+        self.status = "idle"
+        self.result_shown = False
+        self.progress_shown = -1
+        self.changed = asyncio.Event()
+
+    def _header(self, role: str, speaker: str) -> None:
+        colour = ROLE_COLOURS.get(role, "white")
+        label = f"{speaker} ({role})" if role in personas() else speaker
+        self.console.print(f"\n[bold {colour}]{label}:[/] ", end="")
+
+    def _end_stream(self) -> None:
+        if self.streaming is not None:
+            self.console.print()
+            self.streaming = None
+
+    async def on_event(self, event: StudioEvent) -> None:
+        data = event.data
+        if event.kind == "token":
+            if self.streaming != data["message_id"]:
+                self._end_stream()
+                self._header(data["role"], data["speaker"])
+                self.streaming = data["message_id"]
+                self.streamed.add(data["message_id"])
+            self.console.print(data["text"], end="", markup=False, highlight=False)
+        elif event.kind == "message":
+            self._message(data)
+        elif event.kind == "phase":
+            self._end_stream()
+            self.console.rule(f"[bold]phase: {data['phase']}[/]", style="bright_black")
+        elif (
+            event.kind == "typing"
+            and data.get("active")
+            and data["role"] in ("technical", "critic")
+        ):
+            self._end_stream()
+            self.console.print(f"[dim]{data['speaker']} is working…[/]")
+        elif event.kind == "interrupt":
+            self._end_stream()
+            self.question = data["question"]
+            self._show_question(data["question"])
+        elif event.kind == "error":
+            self._end_stream()
+            self.console.print(f"[bold red]Error:[/] {data.get('message')}")
+        elif event.kind == "generation_progress":
+            self._progress(data)
+        elif event.kind == "generation_done":
+            self._end_stream()
+            for output in data.get("outputs") or []:
+                where = output.get("storage_url") or output.get("url") or output.get("path")
+                self.console.print(f"[bold green]Result:[/] {where}")
+        elif event.kind == "status":
+            self.status = data["state"]
+            if self.status == "running":
+                self.result_shown = False
+        self.changed.set()
+
+    def _progress(self, data: dict[str, Any]) -> None:
+        """'Generating... 45%', at most one line per tenth, so a long run stays readable."""
+        tenth = int(float(data.get("progress") or 0) * 10)
+        if tenth == self.progress_shown and data.get("status") == "running":
+            return
+        self.progress_shown = tenth
+        self._end_stream()
+        status = data.get("status") or "running"
+        if status == "running":
+            self.console.print(f"[dim]Generating... {float(data.get('progress') or 0):.0%}[/]")
+        elif data.get("error") or status in ("queued", "failed"):
+            self.console.print(
+                f"[dim]Generation {status}: {data.get('error') or data.get('note') or ''}[/]"
+            )
+
+    def _message(self, data: dict[str, Any]) -> None:
+        message_id = data["message_id"]
+        if message_id in self.shown:
+            return
+        self.shown.add(message_id)
+        if data["role"] == "user" and not self.echo_user:
+            return  # the person just typed it
+        if self.streaming == message_id:
+            if data.get("interrupted"):
+                self.console.print(" [dim italic](interrupted)[/]", end="")
+            self._end_stream()
+            return
+        if message_id in self.streamed:  # already on screen; the person's message came between
+            if data.get("interrupted"):
+                self._end_stream()
+                self.console.print(f"[dim italic]({data['speaker']} was interrupted)[/]")
+            return
+        self._end_stream()
+        self._header(data["role"], data["speaker"])
+        style = "dim" if data["role"] == "system" else ""
+        self.console.print(data["content"], style=style, markup=False, highlight=False)
+
+    def _show_question(self, question: dict[str, Any]) -> None:
+        if question.get("type") == "approve_plan" and question.get("plan"):
+            self.show_plan(question["plan"])
+            self.console.print("[bold]Generate this plan?[/] (yes / no, and what to change)")
+        else:
+            self.console.print(Panel(question.get("question", ""), title="The team asks you"))
+
+    def show_plan(self, plan: dict[str, Any]) -> None:
+        parsed = TechnicalPlan.model_validate(plan)
+        table = Table(title="Pixel's plan", show_header=False, title_style="bold green")
+        for key, value in parsed.model_dump(exclude={"rationale"}).items():
+            if value not in (None, [], ""):
+                table.add_row(key, str(value))
+        self.console.print(table)
