@@ -18,6 +18,7 @@ from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, Syste
 
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.state import StudioState, Turn, brief_of, plan_of
+from creative_studio.graph.wishes import person_wishes
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class Persona:
     max_sentences: int
     keywords: tuple[str, ...]
     specifics: tuple[str, ...]
+    openers: tuple[str, ...] = ()
+    answer_opener: str = ""
+    fallback: str = ""
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -41,6 +45,12 @@ def _load(name: str) -> dict[str, Any]:
 @cache
 def team_prompts() -> dict[str, Any]:
     return _load("team.toml")
+
+
+@cache
+def embedded_prompt_data() -> dict[str, Any]:
+    """The completion-prompt material for the embedded base model (its few-shot parts)."""
+    return _load("embedded.toml")
 
 
 @cache
@@ -56,6 +66,9 @@ def personas() -> dict[str, Persona]:
             max_sentences=int(data["max_sentences"]),
             keywords=tuple(data["keywords"]),
             specifics=tuple(data["specifics"]),
+            openers=tuple(data.get("openers", ())),
+            answer_opener=str(data.get("answer_opener", "")),
+            fallback=str(data.get("fallback", "")),
         )
         for role, data in _load("personas.toml").items()
     }
@@ -135,9 +148,17 @@ def instruction_for(state: StudioState, turn: Turn) -> str:
     prompts = team_prompts()
     template: str = prompts["kinds"][turn.kind]
     plan = plan_of(state)
+    wishes = person_wishes(state.get("messages", []))
+    directions = "; ".join(w.phrase for w in wishes.directions if w.phrase)
     instruction = template.format(
         user_message=latest_user_text(state)[:1000],
         plan=plan.summary() if plan else "(no plan yet)",
+        request=(wishes.request.text if wishes.request else "")[:1000],
+        directions=(
+            str(prompts["moderator"]["directions_line"]).format(directions=directions[:800])
+            if directions
+            else ""
+        ),
     )
     if turn.kind in ("plan", "review"):
         instruction += "\n" + prompts["json"][turn.kind].strip().format()
@@ -163,11 +184,36 @@ def build_messages(state: StudioState, turn: Turn, config: Configuration) -> lis
         "kind": turn.kind,
         "directive": turn.directive,
         "user_message": latest_user_text(state)[:1000],
+        # How the reply starts, for models that continue a given opening (the embedded
+        # ones): the role's own angle, or an answer that takes up the person's words.
+        "prefill": prefill_for(state, turn),
     }
     return [
         *shared_context(state, config),
         HumanMessage(closing.strip(), additional_kwargs={"studio_turn": turn_data}),
     ]
+
+
+def latest_direction(state: StudioState) -> str:
+    """The person's latest words as a phrase ("more melancholic, a lone figure ...")."""
+    wishes = person_wishes(state.get("messages", []))
+    if wishes.directions:
+        return wishes.directions[-1].phrase
+    return wishes.request.phrase if wishes.request else ""
+
+
+def prefill_for(state: StudioState, turn: Turn) -> str:
+    """The opening of a reply: answers take up the person's words, discussion turns the role."""
+    persona = personas()[turn.speaker]
+    if turn.kind == "answer_user":
+        phrase = latest_direction(state)
+        return (
+            persona.answer_opener.format(phrase=phrase) if phrase and persona.answer_opener else ""
+        )
+    if turn.kind in ("explore", "respond", "specifics") and persona.openers:
+        count = int(state.get("turn_count", 0) or 0)
+        return persona.openers[count % len(persona.openers)]
+    return ""
 
 
 def repair_message(error: str) -> HumanMessage:

@@ -27,6 +27,7 @@ from creative_studio.core.text import (
     similarity,
 )
 from creative_studio.graph.configuration import Configuration
+from creative_studio.graph.objections import counts_as_objection
 from creative_studio.graph.state import (
     CREATIVES,
     SPECIALISTS,
@@ -34,6 +35,7 @@ from creative_studio.graph.state import (
     brief_of,
     consensus_of,
     dump,
+    plan_of,
 )
 
 DISCUSSION_KINDS = ("explore", "respond", "specifics", "answer_user")
@@ -86,11 +88,17 @@ async def consensus(state: StudioState, config: RunnableConfig) -> dict[str, Any
             brief.notes[role] = first_sentence(text)
         elif kind in VOTE_KINDS:
             ready, reason = parse_vote(text)
-            stats.votes[role] = ready
-            if ready:
-                stats.objections.pop(role, None)
-            else:
+            # A base model cannot judge readiness; a vague or self-contradicting "not yet"
+            # abstains. The detector's own signals then decide (graph/objections.py).
+            judges = not (meta.get("metadata") or {}).get("base_model", False)
+            objecting = counts_as_objection(
+                ready, reason, plan=plan_of(state), brief=brief.render(), judges=judges
+            )
+            stats.votes[role] = not objecting
+            if objecting:
                 stats.objections[role] = reason
+            else:
+                stats.objections.pop(role, None)
 
     voters = set(CREATIVES)
     voting = meta.get("kind") in VOTE_KINDS or meta.get("turn_kind") in VOTE_KINDS

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from creative_studio.core.text import clean_reply
+from creative_studio.core.text import clean_reply, content_words
 from creative_studio.graph.configuration import Configuration
+from creative_studio.graph.leaks import allowed_stems, strip_leaks
 from creative_studio.graph.prompting import build_messages, moderator, personas
 from creative_studio.graph.state import StudioState, Turn, current_of
+from creative_studio.graph.wishes import person_wishes, stem
 from creative_studio.tools.models import (
     CONNECTION_ERRORS,
     AssignmentProvider,
@@ -170,5 +173,49 @@ async def speak(role: str, state: StudioState, config: RunnableConfig) -> dict[s
     except Exception as error:  # any model failure is reported, not raised
         return unavailable(turn, phase, error, config)
     names = [p.name for p in personas().values()]
-    text = clean_reply(reply.text, names, settings.max_turn_chars) or "…"
-    return {"messages": [specialist_message(reply, text, turn, phase)], "current": None}
+    text, notes = settle_reply(clean_reply(reply.text, names, settings.max_turn_chars), state, turn)
+    message = specialist_message(reply, text, turn, phase, **notes)
+    return {"messages": [message], "current": None}
+
+
+_VOTE_HEAD = re.compile(r"^\W*(?:ready|not yet|not ready)\b\W*", re.IGNORECASE)
+
+
+def answers_person(text: str, terms: tuple[str, ...]) -> bool:
+    """An answer takes up what the person said (their key words) and is not a vote."""
+    if _VOTE_HEAD.match(text):
+        return False
+    if not terms:
+        return True
+    said = {stem(w) for w in content_words(text)}
+    need = 1 if len(terms) <= 2 else 2
+    return sum(1 for t in terms if stem(t) in said) >= need
+
+
+def settle_reply(text: str, state: StudioState, turn: Turn) -> tuple[str, dict[str, Any]]:
+    """What the studio guarantees of every discussion turn, whatever the model wrote.
+
+    Sentences carrying words a prompt example planted are dropped (graph/leaks.py); an
+    answer to the person that does not take up their words (or is a vote) is opened with
+    them; an empty turn becomes the role's plain line about the request.
+    """
+    notes: dict[str, Any] = {}
+    messages = state.get("messages", [])
+    text, leaked = strip_leaks(text, allowed_stems(messages))
+    if leaked:
+        notes["leaks_removed"] = sorted(leaked)
+    persona = personas()[turn.speaker]
+    wishes = person_wishes(messages)
+    if turn.kind == "answer_user":
+        latest = wishes.directions[-1] if wishes.directions else wishes.request
+        if latest is not None and not answers_person(text, latest.terms):
+            rest = "" if _VOTE_HEAD.match(text) else text
+            opener = persona.answer_opener.format(phrase=latest.phrase or latest.text)
+            tail = rest[:1].lower() + rest[1:] if rest else "I'll carry that into my part."
+            text = f"{opener}{tail}".strip()
+            notes["answer_opened"] = True
+    if not text.strip(" .…"):
+        subject = wishes.request.phrase if wishes.request else "this"
+        text = persona.fallback.format(subject=subject) if persona.fallback else "…"
+        notes["fallback"] = True
+    return text, notes

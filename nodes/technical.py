@@ -15,15 +15,17 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 
 from creative_studio.graph.configuration import Configuration
+from creative_studio.graph.fidelity import repair
+from creative_studio.graph.leaks import allowed_stems, foreign_words
 from creative_studio.graph.prompting import build_messages, moderator
 from creative_studio.graph.state import (
     StudioState,
     TechnicalPlan,
-    brief_of,
     current_of,
     dump,
     plan_of,
 )
+from creative_studio.graph.wishes import person_wishes
 from creative_studio.nodes.speaking import (
     model_for,
     speak,
@@ -70,8 +72,17 @@ async def technical(state: StudioState, config: RunnableConfig) -> dict[str, Any
         return {"messages": [failed], "current": None, "agenda": [], "awaiting_person": True}
     except Exception as error:
         return {**unavailable(turn, phase, error, config), "agenda": [], "awaiting_person": True}
-    plan.seed = choose_seed(plan, previous, brief_of(state).directions)
+    messages = state.get("messages", [])
+    wishes = person_wishes(messages)
+    plan.seed = choose_seed(plan, previous, [w.text for w in wishes.directions])
     if settings.preferred_template and not plan.video:
         plan.template = settings.preferred_template
-    message: AIMessage = specialist_message(reply, plan.summary(), turn, phase, plan=dump(plan))
+    # Whatever the model wrote, the prompt carries the person's request and directions.
+    said = allowed_stems(messages)
+    foreign = foreign_words(plan.positive_prompt, said)
+    plan, report = repair(plan, wishes, foreign=foreign, conversation=said)
+    text = "\n".join(filter(None, [plan.summary(), report.summary()]))
+    message: AIMessage = specialist_message(
+        reply, text, turn, phase, plan=dump(plan), fidelity=report.as_dict()
+    )
     return {"messages": [message], "plan": dump(plan), "current": None, "verdict": None}

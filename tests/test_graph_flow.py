@@ -48,7 +48,10 @@ async def test_request_goes_through_every_phase_to_a_queued_generation():
     assert state["plan"]["sampler"] == "dpmpp_2m" and state["plan"]["seed"] == 42
     assert state["verdict"]["approved"] is True
     assert state["generation"]["status"] == "queued"
-    assert state["generation"]["plan"]["positive_prompt"].startswith("neon cyberpunk")
+    # The model's prompt lacked "signs": the person's request leads it, the model's
+    # descriptors the discussion grounded stay.
+    prompt = state["generation"]["plan"]["positive_prompt"]
+    assert prompt.startswith(REQUEST) and "rain" in prompt
     # Ideation let the three creatives explore before anyone else spoke.
     first_turns = [m.name for m in state["messages"] if m.type == "ai"][:3]
     assert first_turns == ["style", "composition", "story"]

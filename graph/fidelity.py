@@ -1,0 +1,191 @@
+"""The plan carries the person's idea: a deterministic check and repair, for every model.
+
+Whatever the model wrote, the positive prompt that goes to ComfyUI must carry the
+request's subject and every direction the person gave (graph/wishes.py reads them from
+the messages). The studio, not the model, guarantees it:
+
+* ``repair`` runs on every plan Pixel produces: prompt segments with words a prompt
+  example planted (graph/leaks.py) or that the person asked to leave out are removed;
+  when the prompt misses any key term of the request, the person's own request phrase
+  leads the prompt (a small model that wrote about something else is overruled, not
+  trusted); a direction whose terms are missing is added in the person's words;
+  exclusions ("no text") go to the negative prompt.
+* ``check`` is Lens's deterministic fidelity check: it names what is missing, and the
+  router sends a plan that still misses something back to Pixel.
+
+Prompts are comma-separated descriptors (what diffusion models read), so the repair works
+on whole segments and never leaves a half-sentence behind.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from creative_studio.graph.wishes import PersonWishes, Wish, stem
+from creative_studio.workflows.plan import TechnicalPlan
+
+MAX_PROMPT_CHARS = 1500  # well inside TechnicalPlan's bound; CLIP reads ~77 tokens anyway
+GROUNDED_SHARE = 0.5  # a model segment needs this share of its words from the conversation
+
+# Descriptors a technical director may add to any prompt without the team saying them.
+_CRAFT_TEXT = """
+cinematic detailed highly high quality masterpiece sharp focus hdr photorealistic realistic
+photo photograph photography render rendering lighting light lit soft dramatic volumetric
+depth field bokeh composition composed wide shot close closeup angle portrait landscape
+atmospheric atmosphere mood moody vibrant color colors colour colours painting painted
+illustration art style digital concept lens film grain intricate beautiful professional
+studio natural ambient glow rim backlit contrast texture textured elegant award winning
+trending best the and with of in on at a an by for to from
+"""
+_CRAFT = frozenset(stem(w) for w in _CRAFT_TEXT.split())
+
+
+def _segments(prompt: str) -> list[str]:
+    return [s.strip() for s in re.split(r"[,\n;]+", prompt) if s.strip()]
+
+
+def _segment_stems(segment: str) -> set[str]:
+    return {stem(w) for w in re.findall(r"[A-Za-z][A-Za-z'-]{2,}", segment)}
+
+
+def _prompt_stems(prompt: str) -> set[str]:
+    return _segment_stems(prompt)
+
+
+def missing_terms(prompt: str, wish: Wish) -> list[str]:
+    present = _prompt_stems(prompt)
+    return [t for t in wish.terms if stem(t) not in present]
+
+
+@dataclass
+class FidelityReport:
+    """What the plan keeps of the person's words, what the studio added or took out."""
+
+    kept: list[str] = field(default_factory=list)  # wishes the model's prompt already carried
+    added: list[str] = field(default_factory=list)  # phrases the studio put in
+    removed: list[str] = field(default_factory=list)  # segments taken out (leaks, exclusions)
+    excluded: list[str] = field(default_factory=list)  # moved to the negative prompt
+    missing: dict[str, list[str]] = field(default_factory=dict)  # phrase -> missing terms
+
+    @property
+    def faithful(self) -> bool:
+        return not self.missing
+
+    def summary(self) -> str:
+        """One line for the person: what of theirs is in the plan."""
+        parts = []
+        if self.kept:
+            parts.append("kept " + "; ".join(f"“{p}”" for p in self.kept))
+        if self.added:
+            parts.append("added " + "; ".join(f"“{p}”" for p in self.added))
+        if self.excluded:
+            parts.append("kept out " + ", ".join(f"“{p}”" for p in self.excluded))
+        if self.removed:  # not quoted: words said here count as the conversation's own
+            count = len(self.removed)
+            parts.append(f"dropped {count} part{'s' if count != 1 else ''} nobody here asked for")
+        return ("Your words in the prompt: " + " · ".join(parts) + ".") if parts else ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kept": self.kept,
+            "added": self.added,
+            "removed": self.removed,
+            "excluded": self.excluded,
+            "missing": self.missing,
+        }
+
+
+def check(plan: TechnicalPlan, wishes: PersonWishes) -> FidelityReport:
+    """Which of the person's wishes the plan's positive prompt misses (and what it keeps)."""
+    report = FidelityReport()
+    prompt = plan.positive_prompt
+    for wish in wishes.all():
+        missing = missing_terms(prompt, wish)
+        if missing:
+            report.missing[wish.phrase or wish.text] = missing
+        elif wish.phrase:
+            report.kept.append(wish.phrase)
+    present = _prompt_stems(prompt)
+    for phrase in wishes.excluded():
+        if _segment_stems(phrase) and _segment_stems(phrase) <= present:
+            report.missing[f"without {phrase}"] = [phrase]
+    return report
+
+
+def _covered(segment: str, required: set[str]) -> bool:
+    """A model segment that only repeats what a required phrase already says."""
+    words = _segment_stems(segment)
+    return bool(words) and words <= required
+
+
+def grounded(segment: str, conversation: set[str]) -> bool:
+    """Most of the segment's words were said in this conversation (or are plain craft)."""
+    words = _segment_stems(segment) - _CRAFT
+    if not words:
+        return True
+    return len(words & conversation) / len(words) >= GROUNDED_SHARE
+
+
+def repair(
+    plan: TechnicalPlan,
+    wishes: PersonWishes,
+    *,
+    foreign: set[str] | None = None,
+    conversation: set[str] | None = None,
+) -> tuple[TechnicalPlan, FidelityReport]:
+    """The plan with the person's request and directions guaranteed in its prompt.
+
+    ``conversation`` (stems of everything said so far) drops model segments that the
+    discussion never touched: a small model that wrote about another subject, or copied
+    one from somewhere, is overruled.
+    """
+    report = FidelityReport()
+    foreign_stems = {stem(w) for w in foreign or set()}
+    excluded_stems = [_segment_stems(p) for p in wishes.excluded()]
+    segments: list[str] = []
+    for segment in _segments(plan.positive_prompt):
+        words = _segment_stems(segment)
+        ungrounded = conversation is not None and not grounded(segment, conversation)
+        if words & foreign_stems or ungrounded or any(ex and ex <= words for ex in excluded_stems):
+            report.removed.append(segment)
+            continue
+        if segment.lower() not in (s.lower() for s in segments):
+            segments.append(segment)
+    model_prompt = ", ".join(segments)
+    lead: list[str] = []
+    tail: list[str] = []
+    request = wishes.request
+    if request and request.terms:
+        if missing_terms(model_prompt, request):
+            lead.append(request.phrase)
+            report.added.append(request.phrase)
+        else:
+            report.kept.append(request.phrase)
+    for wish in wishes.directions:
+        if not wish.terms:
+            continue
+        if missing_terms(", ".join([*lead, model_prompt, *tail]), wish):
+            tail.append(wish.phrase)
+            report.added.append(wish.phrase)
+        else:
+            report.kept.append(wish.phrase)
+    required = set().union(*(_segment_stems(p) for p in [*lead, *tail])) if lead or tail else set()
+    body = [s for s in segments if not (lead and _covered(s, required))]
+    parts = [*lead, *body, *tail]
+    while len(", ".join(parts)) > MAX_PROMPT_CHARS and body:
+        parts.remove(body.pop())  # the model's own descriptors go first, the person's stay
+    positive = ", ".join(parts) or (request.phrase if request else plan.positive_prompt)
+    negative = plan.negative_prompt
+    for phrase in wishes.excluded():
+        if stem(phrase) not in {stem(s) for s in _segments(negative)}:
+            negative = f"{negative}, {phrase}" if negative else phrase
+            report.excluded.append(phrase)
+    repaired = plan.model_copy(
+        update={"positive_prompt": positive[:4000], "negative_prompt": negative[:4000]}
+    )
+    report.missing = check(repaired, wishes).missing
+    return repaired, report
+
+
+__all__ = ["FidelityReport", "check", "missing_terms", "repair"]

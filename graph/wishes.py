@@ -1,0 +1,204 @@
+"""What the person asked for, read from their own messages: the request and every direction.
+
+Derived from the messages, never patched by hand, so it follows the conversation
+wherever it goes: a fork from any checkpoint, an edited message (same id, new text), a
+parent graph's history. The first message of the person is the request (completed by
+their answer when the team asked them to clarify); every later message is a direction,
+except answers that only pick between the team's options ("go with Luna's") — their
+content, if any, still counts.
+
+Each wish keeps the person's own words as a phrase (lead-ins like "make it" or "can you"
+removed) and the key terms that must reach the plan's prompt. "No text" or "without
+people" are exclusions: those words belong in the negative prompt, never the positive.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from langchain_core.messages import AnyMessage
+
+from creative_studio.core.text import content_words
+
+WishSource = Literal["request", "direction"]
+
+# Words that carry no content of their own in a request: they say "make a picture", not what.
+_VAGUE_TEXT = """
+    image images picture pictures photo photos photograph render rendering illustration video
+    videos clip scene make create generate draw paint show give want wanted would like please
+    something anything nice cool good beautiful whatever idk stuff thing art artwork maybe
+    try trying bit little lot much kind sort actually instead rather also just really very
+    look looks looking can could let lets okay yeah yes sure fine one
+    """
+_VAGUE = frozenset(_VAGUE_TEXT.split())
+# Words of a choice between the team's options, not of the image ("go with Luna's idea").
+_META_TEXT = """
+    luna frame saga pixel lens team option options idea ideas choice choose chose pick picked
+    take first second third last decide decided decision judgement judgment best version
+    plan agree agreed approve approved generate ready ahead yep yup great perfect lovely
+    awesome thanks thank wonderful excellent amazing fantastic brilliant continue proceed
+    start stop again retry
+    """
+_META = frozenset(_META_TEXT.split())
+_LEAD_IN = re.compile(
+    r"^(?:(?:please|ok|okay|so|and|but|now|then|also|maybe|perhaps|actually|hmm|well|oh|hey)\b[\s,]*)*"
+    r"(?:(?:can|could|would|will) (?:you|we) (?:please )?|let'?s |let us |i(?:'d| would) like |"
+    r"i want |i'd love |how about |what about |try (?:to )?|make (?:it|this|that|them|him|her) |"
+    r"make |give (?:it|me|us) |show (?:me )?|add |put |go with |use )?",
+    re.IGNORECASE,
+)
+_EXCLUDE = re.compile(
+    r"^(?:no|without|remove|drop|lose|get rid of|don'?t (?:want|include|show|add|put)|"
+    r"do not (?:want|include|show|add|put)|not)\s+(?:the |any |a |an )?(.+)$",
+    re.IGNORECASE,
+)
+_CLAUSES = re.compile(r"[,;.!?]+|\s+(?:but|and then|also)\s+", re.IGNORECASE)
+
+
+def stem(word: str) -> str:
+    """A light stem, so 'windows' meets 'window' and 'walking' meets 'walk'."""
+    w = word.lower().strip("'-")
+    w = w[:-2] if w.endswith("'s") else w
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("shes", "ches", "xes", "sses", "zes")):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    if len(w) > 5 and w.endswith("ing"):
+        return w[:-3]
+    if len(w) > 4 and w.endswith("ed"):
+        return w[:-2]
+    return w
+
+
+def stems(text: str) -> set[str]:
+    return {stem(w) for w in content_words(text)}
+
+
+def key_terms(text: str) -> list[str]:
+    """Content words that make this text what it is, in the order the person wrote them."""
+    seen: list[str] = []
+    for raw in re.findall(r"[A-Za-z][A-Za-z'-]{2,}", text):
+        word = raw.lower().strip("'-")
+        word = word[:-2] if word.endswith("'s") else word
+        if word in _VAGUE or word in _META or word not in content_words(word):
+            continue
+        if word not in seen:
+            seen.append(word)
+    return seen
+
+
+@dataclass(frozen=True)
+class Wish:
+    """One thing the person asked for, in their words, with what must reach the prompt."""
+
+    source: WishSource
+    text: str  # the person's whole message
+    phrase: str  # their words as a prompt phrase ("more melancholic, a lone figure")
+    terms: tuple[str, ...]  # key terms the positive prompt must carry
+    excluded: tuple[str, ...] = ()  # phrases to keep out of the image ("text", "people")
+    message_id: str | None = None
+
+    @property
+    def term_stems(self) -> set[str]:
+        return {stem(t) for t in self.terms}
+
+
+@dataclass
+class PersonWishes:
+    """The request and the directions, newest last."""
+
+    request: Wish | None = None
+    directions: list[Wish] = field(default_factory=list)
+
+    def all(self) -> list[Wish]:
+        return ([self.request] if self.request else []) + self.directions
+
+    def excluded(self) -> list[str]:
+        out: list[str] = []
+        for wish in self.all():
+            out.extend(p for p in wish.excluded if p not in out)
+        return out
+
+
+def _clean_clause(clause: str) -> str:
+    clause = " ".join(clause.split())
+    previous = None
+    while previous != clause:  # "please, can you make it ..." sheds every lead-in
+        previous = clause
+        clause = _LEAD_IN.sub("", clause, count=1).strip(" ,")
+    return clause
+
+
+def parse_wish(text: str, source: WishSource, message_id: str | None = None) -> Wish:
+    """The person's words as a prompt phrase, its key terms and its exclusions."""
+    kept: list[str] = []
+    excluded: list[str] = []
+    for clause in _CLAUSES.split(text):
+        cleaned = _clean_clause(clause)
+        if not cleaned:
+            continue
+        negative = _EXCLUDE.match(cleaned)
+        if negative:
+            excluded.append(negative.group(1).strip())
+        elif key_terms(cleaned):
+            kept.append(cleaned)
+    phrase = ", ".join(kept)
+    excluded_stems = {stem(w) for p in excluded for w in key_terms(p)}
+    terms = tuple(t for t in key_terms(phrase) if stem(t) not in excluded_stems)
+    return Wish(
+        source=source,
+        text=text.strip(),
+        phrase=phrase[:400],
+        terms=terms,
+        excluded=tuple(excluded),
+        message_id=message_id,
+    )
+
+
+def _is_clarifying_answer(messages: Sequence[AnyMessage], index: int) -> bool:
+    """The person's second message answers the team's clarifying questions."""
+    for message in reversed(messages[:index]):
+        if message.type == "human":
+            return False
+        if message.additional_kwargs.get("kind") == "clarify":
+            return True
+    return False
+
+
+def person_wishes(messages: Iterable[AnyMessage], keep_directions: int = 6) -> PersonWishes:
+    """Read the request and the latest directions from the person's messages.
+
+    ``keep_directions`` bounds what a plan must carry over a long iterating conversation;
+    older directions are already in the plans the new one builds on.
+    """
+    ordered = list(messages)
+    wishes = PersonWishes()
+    request_text = ""
+    request_id: str | None = None
+    for index, message in enumerate(ordered):
+        if message.type != "human":
+            continue
+        text = message.text.strip()
+        if not text:
+            continue
+        if not request_text:
+            request_text, request_id = text, str(message.id)
+            continue
+        if _is_clarifying_answer(ordered, index) and not wishes.directions:
+            request_text = f"{request_text}. {text}"
+            continue
+        wish = parse_wish(text, "direction", str(message.id))
+        if wish.terms or wish.excluded:
+            wishes.directions.append(wish)
+    if request_text:
+        wishes.request = parse_wish(request_text, "request", request_id)
+    wishes.directions = wishes.directions[-keep_directions:]
+    return wishes
+
+
+__all__ = ["PersonWishes", "Wish", "key_terms", "parse_wish", "person_wishes", "stem", "stems"]

@@ -1,0 +1,221 @@
+"""The plan is the person's idea: fidelity, leaks, answers and votes, with fake models.
+
+Each fake here reproduces a failure seen with small real models: a plan copied from a
+prompt example, an answer to the person that is a vote, votes that contradict
+themselves or name nothing, example words in a turn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from creative_studio.graph import leaks
+from creative_studio.graph.builder import build_graph
+from creative_studio.graph.fidelity import check, repair
+from creative_studio.graph.objections import contradicts_itself, counts_as_objection
+from creative_studio.graph.wishes import parse_wish, person_wishes
+from creative_studio.workflows.plan import TechnicalPlan
+from tests.fakes import make_provider, run_turns
+
+CABIN = "A cozy cabin in a snowy forest at dusk, warm light in the windows"
+MELANCHOLIC = "Make it more melancholic, maybe a lone figure walking to the cabin"
+FOX_PROMPT = (
+    "a red fox in a misty snowy birch forest at dawn, looking back at a faint blue "
+    "will-o'-the-wisp, pale pink and ice blue, japanese woodblock print, low angle"
+)
+FOX_PLAN = (
+    '{"template": "txt2img", "checkpoint": "sd_xl_base_1.0.safetensors", "sampler": "euler", '
+    '"scheduler": "normal", "steps": 25, "cfg": 7, "width": 1024, "height": 1024, "seed": 7, '
+    f'"positive_prompt": "{FOX_PROMPT}", "negative_prompt": "blurry", "loras": [], '
+    '"video": null, "rationale": "copied"}'
+)
+CABIN_TURNS: dict[str, dict[str, list[Any]]] = {
+    "style": {
+        "explore": ["Deep blue snow and one amber window glow, painted like Andrew Wyeth."],
+        "respond": ["The amber glow should be the only warm note in the dusk."],
+        "specifics": ["Palette: slate blue, charcoal pines, amber window light."],
+    },
+    "composition": {
+        "explore": ["A wide shot, the cabin small on the right third, pines framing it."],
+        "respond": ["Footprints in the snow lead the eye to the door."],
+        "specifics": ["Eye level, 35mm, 3:2, the lit window as focal point."],
+    },
+    "story": {
+        "explore": ["Someone is home: smoke curls from the chimney as the day ends."],
+        "respond": ["The silence of fresh snow makes the warmth feel earned."],
+        "specifics": ["The moment just after the lamps are lit, calm and safe."],
+    },
+}
+
+
+def _studio(overrides: dict[str, dict[str, list[Any]]], **settings: Any):
+    merged = {role: dict(kinds) for role, kinds in CABIN_TURNS.items()}
+    for role, kinds in overrides.items():
+        merged.setdefault(role, {}).update(kinds)
+    provider, models = make_provider(merged)
+    graph = build_graph(InMemorySaver(), provider=provider)
+    config = {"configurable": {"thread_id": str(uuid4()), **settings}}
+    return graph, config, models
+
+
+async def _say(graph: Any, config: dict[str, Any], text: str):
+    message = HumanMessage(text, name="user", id=str(uuid4()))
+    return await run_turns(graph, {"messages": [message]}, config)
+
+
+def _terms(text: str) -> set[str]:
+    return set(parse_wish(text, "request").terms)
+
+
+# ---------------------------------------------------------------- wishes and repair
+
+
+def test_a_wish_keeps_the_persons_words_without_lead_ins_and_finds_exclusions():
+    wish = parse_wish("Please make it more melancholic, and no text, without people", "direction")
+    assert wish.phrase == "more melancholic"
+    assert wish.terms == ("melancholic",)
+    assert wish.excluded == ("text", "people")
+    assert parse_wish("yes, go ahead", "direction").terms == ()
+
+
+def test_a_copied_plan_is_overruled_by_the_request_and_the_direction():
+    messages = [HumanMessage(CABIN, id="1"), HumanMessage(MELANCHOLIC, id="2")]
+    wishes = person_wishes(messages)
+    plan = TechnicalPlan(positive_prompt=FOX_PROMPT)
+    said = leaks.allowed_stems(messages)
+    repaired, report = repair(plan, wishes, conversation=said)
+    prompt = repaired.positive_prompt.lower()
+    assert prompt.startswith(CABIN.lower())
+    assert "lone figure walking to the cabin" in prompt
+    for word in ("fox", "birch", "woodblock", "wisp"):
+        assert word not in prompt
+    assert report.faithful and check(repaired, wishes).faithful
+    assert CABIN in report.added and "more melancholic, a lone figure walking to the cabin" in (
+        report.added
+    )
+    assert "Your words in the prompt" in report.summary()
+
+
+def test_a_faithful_plan_keeps_its_own_words_and_exclusions_go_negative():
+    messages = [HumanMessage("a lighthouse in a storm", id="1"), HumanMessage("no boats", id="2")]
+    wishes = person_wishes(messages)
+    plan = TechnicalPlan(
+        positive_prompt="a lighthouse in a storm, crashing waves, small boats", negative_prompt=""
+    )
+    said = leaks.allowed_stems(
+        [*messages, HumanMessage("crashing waves against the rocks, boats in the harbour")]
+    )
+    repaired, report = repair(plan, wishes, conversation=said)
+    assert repaired.positive_prompt == "a lighthouse in a storm, crashing waves"
+    assert "boats" in repaired.negative_prompt
+    assert report.kept == ["a lighthouse in a storm"] and report.excluded == ["boats"]
+
+
+def test_lens_check_names_what_a_prompt_misses():
+    wishes = person_wishes([HumanMessage(CABIN, id="1"), HumanMessage(MELANCHOLIC, id="2")])
+    report = check(TechnicalPlan(positive_prompt="a cozy cabin in a snowy forest"), wishes)
+    assert not report.faithful
+    assert set(report.missing[CABIN]) == {"dusk", "warm", "light", "windows"}
+    assert "melancholic" in report.missing["more melancholic, a lone figure walking to the cabin"]
+
+
+# ---------------------------------------------------------------- the whole graph
+
+
+async def test_a_plan_copied_from_an_example_still_carries_the_request_and_the_interjection():
+    graph, config, _ = _studio({"technical": {"plan": [FOX_PLAN]}})
+    await _say(graph, config, CABIN)
+    first = (await graph.aget_state(config)).values["plan"]["positive_prompt"].lower()
+    assert _terms(CABIN) <= set(first.replace(",", " ").split()) | {"windows"}
+    assert "fox" not in first and "woodblock" not in first
+    await _say(graph, config, MELANCHOLIC)
+    state = (await graph.aget_state(config)).values
+    prompt = state["plan"]["positive_prompt"].lower()
+    assert "cabin" in prompt and "melancholic" in prompt and "lone figure" in prompt
+    assert "fox" not in prompt
+    pixel = [m for m in state["messages"] if m.name == "technical" and "Prompt:" in m.text][-1]
+    assert "Your words in the prompt" in pixel.text
+    lens = [m for m in state["messages"] if m.name == "critic"][-1]
+    assert "Fidelity check" in lens.text
+
+
+async def test_an_answer_to_the_person_is_never_a_vote_and_takes_up_their_words():
+    vote = "NOT YET - our plan is still in progress."
+    overrides = {r: {"answer_user": [vote]} for r in ("style", "story", "composition")}
+    graph, config, _ = _studio(overrides)
+    await _say(graph, config, CABIN)
+    await _say(graph, config, MELANCHOLIC)
+    state = (await graph.aget_state(config)).values
+    answers = [m for m in state["messages"] if m.additional_kwargs.get("kind") == "answer_user"]
+    assert answers
+    for answer in answers:
+        assert not answer.text.upper().startswith(("NOT YET", "READY"))
+        assert "melancholic" in answer.text
+
+
+async def test_vague_and_self_contradicting_votes_do_not_block_the_team():
+    votes = ["NOT YET - our plan is still in progress.", "NOT YET - we're ready."]
+    overrides = {
+        "style": {"vote": [votes[0]], "plan_check": [votes[0]]},
+        "composition": {"vote": [votes[1]], "plan_check": [votes[1]]},
+        "story": {"vote": [votes[0]], "plan_check": [votes[1]]},
+    }
+    graph, config, _ = _studio(overrides, max_rounds=2)
+    trace = await _say(graph, config, CABIN)
+    state = (await graph.aget_state(config)).values
+    assert not trace.interrupts and state.get("question") is None
+    assert state["phase"] == "complete" and state["plan"] is not None
+    texts = [m.text for m in state["messages"]]
+    assert not any("Pixel, please revise the plan" in t for t in texts)
+    assert not any("Not everyone is ready" in t for t in texts)
+
+
+async def test_a_concrete_objection_still_holds_the_team_back():
+    overrides = {"story": {"vote": ["NOT YET - the chimney smoke is missing.", "READY - yes."]}}
+    graph, config, _ = _studio(overrides)
+    await _say(graph, config, CABIN)
+    texts = [m.text for m in (await graph.aget_state(config)).values["messages"]]
+    assert any("Not everyone is ready yet" in t and "chimney" in t for t in texts)
+
+
+def test_vote_judgement():
+    assert contradicts_itself(False, "we're ready.")
+    assert not contradicts_itself(False, "we're ready but the sky needs stars")
+    assert not counts_as_objection(False, "our plan is still in progress.", plan=None, brief="")
+    assert counts_as_objection(False, "the window light is too cold", plan=None, brief="")
+    assert not counts_as_objection(False, "the light is cold", plan=None, brief="", judges=False)
+
+
+# ---------------------------------------------------------------- leaks
+
+
+@pytest.fixture
+def fox_examples(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend a prompt example talks about a fox in a birch forest."""
+    vocabulary = frozenset({"fox", "birch", "woodblock"})
+    monkeypatch.setattr(leaks, "example_vocabulary", lambda: vocabulary)
+
+
+async def test_example_words_never_reach_a_turn_unless_the_conversation_brought_them(
+    fox_examples: None,
+):
+    leaky = "Soft blue snow. A red fox by the birch trees, like a woodblock print."
+    graph, config, _ = _studio({"style": {"explore": [leaky]}})
+    await _say(graph, config, CABIN)
+    luna = [m for m in (await graph.aget_state(config)).values["messages"] if m.name == "style"]
+    assert luna[0].text == "Soft blue snow."
+    assert luna[0].additional_kwargs["leaks_removed"] == ["birch", "fox", "woodblock"]
+    graph, config, _ = _studio({"style": {"explore": [leaky]}})
+    await _say(graph, config, "a fox in a birch forest, woodblock print style")
+    luna = [m for m in (await graph.aget_state(config)).values["messages"] if m.name == "style"]
+    assert "fox" in luna[0].text
+
+
+def test_the_shipped_prompts_carry_no_example_content():
+    """The team's prompts teach format through schemas, so no example vocabulary exists."""
+    assert leaks.example_vocabulary() == frozenset()
