@@ -35,6 +35,7 @@ class TerminalView:
         self.status = "idle"
         self.result_shown = False
         self.progress_shown = -1
+        self.last_generation_status: str | None = None
         self.changed = asyncio.Event()
 
     def _header(self, role: str, speaker: str) -> None:
@@ -99,9 +100,14 @@ class TerminalView:
         if status == "running":
             self.console.print(f"[dim]Generating... {float(data.get('progress') or 0):.0%}[/]")
         elif data.get("error") or status in ("queued", "failed"):
-            self.console.print(
-                f"[dim]Generation {status}: {data.get('error') or data.get('note') or ''}[/]"
-            )
+            # The service's own words say why ("ComfyUI is not reachable at ..."); a bare
+            # "queued" (just submitted) is shown once, without an empty colon.
+            detail = data.get("message") or data.get("error") or data.get("note")
+            if detail:
+                self.console.print(f"[dim]Generation {status}: {detail}[/]")
+            elif status != self.last_generation_status:
+                self.console.print(f"[dim]Generation {status}.[/]")
+        self.last_generation_status = status
 
     def _message(self, data: dict[str, Any]) -> None:
         message_id = data["message_id"]

@@ -81,6 +81,9 @@ class GenerationRecord(BaseModel):
     outputs: list[dict[str, Any]] = Field(default_factory=list)
     error: str | None = None
     plan: TechnicalPlan | None = None
+    # Queued because ComfyUI is away: the conversation stays in "generating" and the
+    # generation starts by itself when the server answers (the graph does not loop on it).
+    waiting_for_server: bool = False
 
 
 class Brief(BaseModel):

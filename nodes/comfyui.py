@@ -104,7 +104,7 @@ def request_key(state: StudioState, config: RunnableConfig) -> str:
 
 
 def _queued_only(plan: TechnicalPlan) -> dict[str, Any]:
-    """No ComfyUI configured: record the plan as queued and close the discussion."""
+    """No generation service here: record the plan as queued and close the discussion."""
     record = GenerationRecord(status="queued", plan=plan, generation_id=str(uuid4()))
     text = moderator(
         "queued", template=plan.template, width=plan.width, height=plan.height, seed=plan.seed
@@ -118,12 +118,20 @@ def _queued_only(plan: TechnicalPlan) -> dict[str, Any]:
     }
 
 
+def _final_phase(outcome: GenerationOutcome) -> str:
+    """A generation that waits for ComfyUI keeps the conversation in "generating"."""
+    return "generating" if outcome.status == "queued" else "complete"
+
+
 def _messages(outcome: GenerationOutcome, record: GenerationRecord) -> list[AIMessage]:
+    waiting = outcome.status == "queued"
+    # The service's own note already says why it waits: say it once, as the final line.
+    spoken = outcome.notes[:-1] if waiting and outcome.notes else outcome.notes
     notes = [
         studio_message(
             note, phase="generating", kind="generation_note", generation_id=outcome.generation_id
         )
-        for note in outcome.notes
+        for note in spoken
     ]
     plan = outcome.plan
     if outcome.status == "complete":
@@ -139,15 +147,15 @@ def _messages(outcome: GenerationOutcome, record: GenerationRecord) -> list[AIMe
             height=plan.height,
             seed=plan.seed,
         )
-    elif outcome.status == "queued":
-        text = line("generation_waiting")
+    elif waiting:
+        text = outcome.notes[-1] if outcome.notes else line("generation_waiting")
     elif outcome.status == "cancelled":
         text = line("generation_cancelled")
     else:
         text = line("generation_failed", error=outcome.error or "unknown error")
     final = studio_message(
         text,
-        phase="complete",
+        phase=_final_phase(outcome),
         kind="generation",
         generation=dump(record),
         outputs=outcome.outputs,
@@ -206,11 +214,12 @@ async def comfyui(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
         outputs=outcome.outputs,
         error=outcome.error,
         plan=outcome.plan,
+        waiting_for_server=outcome.status == "queued",
     )
     update: dict[str, Any] = {
         "generation": dump(record),
         "messages": _messages(outcome, record),
-        **enter_phase("complete"),
+        **enter_phase("generating" if outcome.status == "queued" else "complete"),
     }
     if outcome.plan != plan:
         # What actually ran (installed checkpoint, smaller size after OOM) is what an

@@ -361,6 +361,8 @@ def route(state: StudioState) -> str:
     if turn is not None:
         return turn.speaker
     if state.get("phase") == "generating" and not state.get("awaiting_person"):
+        if (state.get("generation") or {}).get("waiting_for_server"):
+            return END  # parked until ComfyUI is back; a new message reopens the discussion
         return "comfyui"
     return END
 

@@ -133,9 +133,12 @@ async def test_an_unreachable_comfyui_does_not_stop_the_conversation(studio):
     await runner.send(cid, REQUEST)
     await runner.wait_idle(cid)
     state = await state_of(runner, cid)
-    assert state["phase"] == "complete" and state["generation"]["status"] == "queued"
-    assert any("will start by itself when ComfyUI is back" in t for t in recorder.texts())
-    assert (await runner.repository.get_conversation(cid)).status == "complete"
+    # It waits, and says so once: the conversation is not "complete" while nothing ran.
+    assert state["phase"] == "generating" and state["generation"]["status"] == "queued"
+    assert state["generation"]["waiting_for_server"] is True
+    notices = [t for t in recorder.texts() if "will start by itself when ComfyUI is back" in t]
+    assert len(notices) == 1 and "not reachable" in notices[0]
+    assert (await runner.repository.get_conversation(cid)).status == "idle"
     generation_id = state["generation"]["generation_id"]
     service = runner.extra_configurable["generation_service"]
     try:

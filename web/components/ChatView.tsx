@@ -151,7 +151,10 @@ export function ChatView() {
             {STATUS_TEXT[state.status ?? ""] ?? "\u00a0"}
           </p>
         </div>
-        <PhaseIndicator phase={state.phase} />
+        <PhaseIndicator
+          phase={state.phase}
+          waiting={generation?.status === "queued" && generation?.connection === "unreachable"}
+        />
         <div className="row" style={{ gap: 6 }}>
           {running && conversationId && (
             <button

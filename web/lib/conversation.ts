@@ -159,6 +159,7 @@ function generationFromRecord(record: GenerationRecordState | null | undefined):
   view.outputs = Array.isArray(record.outputs) ? record.outputs : [];
   view.error = record.error ?? null;
   view.plan = record.plan ?? null;
+  if (record.waiting_for_server) view.connection = "unreachable";
   return view;
 }
 

@@ -93,6 +93,7 @@ export interface GenerationRecordState {
   outputs?: GenerationOutput[];
   error?: string | null;
   plan?: Plan | null;
+  waiting_for_server?: boolean;
 }
 
 export interface NoConsensusQuestion {
