@@ -40,6 +40,7 @@ from creative_studio.graph.state import (
     plan_of,
     verdict_of,
 )
+from creative_studio.graph.wishes import person_wishes
 from creative_studio.nodes.speaking import studio_message
 
 MAX_FAILURES = 5  # model failures in a row before the team stops and tells the person
@@ -69,6 +70,21 @@ def relevant_roles(text: str, limit: int = 2) -> list[str]:
     return ranked[:limit] or ["style", "story"]
 
 
+def follow_messages(brief: Brief, messages: list[AnyMessage]) -> Brief:
+    """The brief's request and directions, recomputed from the person's messages.
+
+    Derived, never patched: a fork from any checkpoint or an edited message gives the brief
+    (and so every prompt and plan) exactly what the messages now say.
+    """
+    wishes = person_wishes(messages)
+    return brief.model_copy(
+        update={
+            "request": (wishes.request.text if wishes.request else brief.request)[:1000],
+            "directions": [w.text[:300] for w in wishes.directions][-5:],
+        }
+    )
+
+
 def _take_in_user(state: StudioState) -> dict[str, Any]:
     """The person spoke: their words win over whatever was scheduled."""
     new = new_user_messages(state)
@@ -96,12 +112,10 @@ def _take_in_user(state: StudioState) -> dict[str, Any]:
         return update
     if phase == "ideation" and state.get("clarifying_asked") and not state.get("round"):
         # The answer to our clarifying question completes the request.
-        brief.request = f"{brief.request}. {text}"[:1000]
-        update["brief"] = dump(brief)
+        update["brief"] = dump(follow_messages(brief, state.get("messages", [])))
         update["agenda"] = []
         return update
-    brief.directions = [*brief.directions, *(m.text.strip()[:300] for m in new)][-5:]
-    update["brief"] = dump(brief)
+    update["brief"] = dump(follow_messages(brief, state.get("messages", [])))
     responders = relevant_roles(text)
     answers = [Turn.model_validate({"speaker": r, "kind": "answer_user"}) for r in responders]
     if phase in ("synthesis", "review", "generating", "complete"):
