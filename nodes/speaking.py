@@ -192,6 +192,15 @@ def answers_person(text: str, terms: tuple[str, ...]) -> bool:
     return sum(1 for t in terms if stem(t) in said) >= need
 
 
+def whole_sentences(text: str) -> str:
+    """Cut a reply that ran out of tokens mid-sentence back to its last full sentence."""
+    text = text.strip()
+    if not text or text[-1] in ".!?…\"”')":
+        return text
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", text)]
+    return text[: ends[-1]] if ends and ends[-1] >= 20 else text
+
+
 def settle_reply(text: str, state: StudioState, turn: Turn) -> tuple[str, dict[str, Any]]:
     """What the studio guarantees of every discussion turn, whatever the model wrote.
 
@@ -201,6 +210,7 @@ def settle_reply(text: str, state: StudioState, turn: Turn) -> tuple[str, dict[s
     """
     notes: dict[str, Any] = {}
     messages = state.get("messages", [])
+    text = whole_sentences(text)
     text, leaked = strip_leaks(text, allowed_stems(messages))
     if leaked:
         notes["leaks_removed"] = sorted(leaked)

@@ -1,0 +1,462 @@
+"""Plan quality on real models: is the team's plan the person's idea?
+
+Runs whole conversations through the real graph (real models, in-memory checkpoints) for
+a set of varied requests of our own, each with one interjection sent right after the
+first specialist turn, as a person would cut in. Per model it reports:
+
+* plans reached without asking the person to decide (target >= 90 %);
+* subject coverage: share of the request's content words in the plan's prompt (100 %);
+* directions kept: share of interjections whose every key word reaches the prompt (100 %);
+* leaks: words of the prompt examples the studio used to ship (a fox meeting, a cyberpunk
+  JSON example) in any turn or plan although the person never said them (0);
+* distinct voices: share of Luna's, Frame's and Saga's turns that speak to their own craft
+  (colour and light / camera and framing / moment and feeling), and to the others' crafts;
+* seconds from the request to the first plan (median <= 60 s on 2 cores).
+
+    python -m bench.quality                       # every candidate, every request
+    python -m bench.quality --models embedded:qwen2.5-0.5b --limit 5
+    python -m bench.quality --show 2              # print two whole conversations too
+
+The measures are deliberately plain word checks, independent of the studio's own
+fidelity code, so they can disagree with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from langchain_core.messages import AnyMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from bench.report import update_section
+from creative_studio.core.text import content_words
+from creative_studio.graph.builder import build_graph
+from creative_studio.tools.models import AssignmentProvider
+
+VERBOSE = False
+CANDIDATES = ["embedded:qwen2.5-0.5b", "embedded:gemma3-270m"]
+
+# (request, interjection): ordinary things people ask for, none of the README's examples.
+REQUESTS: list[tuple[str, str]] = [
+    (
+        "A cozy cabin in a snowy forest at dusk, warm light in the windows",
+        "make it more melancholic, a lone figure walking to the cabin",
+    ),
+    (
+        "An astronaut playing chess with a robot on the moon",
+        "the earth should be visible in the sky",
+    ),
+    (
+        "A bowl of ramen on a wooden counter on a rainy Tokyo night",
+        "add steam rising from the bowl",
+    ),
+    ("An elderly fisherman mending nets on a pier at sunrise", "give him a red knitted hat"),
+    (
+        "A dragon sleeping on a pile of books in an old library",
+        "make the dragon small, the size of a cat",
+    ),
+    (
+        "A child flying a kite on a windy hill in spring",
+        "add a golden retriever running beside her",
+    ),
+    ("A lighthouse keeper feeding a stray cat on a stormy evening", "the cat should be orange"),
+    (
+        "A vintage red bicycle leaning against a flower shop in Paris",
+        "make it early morning with soft fog",
+    ),
+    ("A treehouse village in a giant redwood forest", "add rope bridges between the houses"),
+    ("A samurai standing in a field of sunflowers", "his armour should be white and gold"),
+    ("A desert caravan of camels under a starry sky", "show the milky way clearly"),
+    (
+        "A watercolour portrait of an old violinist playing in the street",
+        "add a crowd of listening children",
+    ),
+    (
+        "A greenhouse full of tropical plants and a sleeping cat",
+        "make it late afternoon with long shadows",
+    ),
+    ("A submarine exploring a glowing coral reef", "add a giant whale in the distance"),
+    ("A busy medieval market square on a festival day", "include a juggler in the centre"),
+    (
+        "A penguin wearing a scarf at a tiny coffee shop",
+        "the scarf should be striped blue and yellow",
+    ),
+    ("An abandoned train station overgrown with ivy", "put a single deer on the platform"),
+    ("A mountain lake reflecting autumn trees", "add a wooden canoe on the water"),
+    ("A baker pulling fresh bread out of a stone oven", "make the kitchen lit only by the fire"),
+    ("A futuristic solar-powered farm on Mars", "add a small rover harvesting tomatoes"),
+    (
+        "A grandmother knitting by a window while snow falls outside",
+        "a black cat asleep on her lap",
+    ),
+    ("A street musician playing saxophone under a bridge", "make it a jazz album cover style"),
+]
+
+# Distinctive content of prompt examples the studio used to ship (graph/prompts history):
+# the fox meeting of embedded.toml and the JSON examples of team.toml.
+OLD_EXAMPLE_WORDS = frozenset(
+    [
+        "fox",
+        "birch",
+        "woodblock",
+        "wisp",
+        "will-o'-the-wisp",
+        "japanese",
+        "cyberpunk",
+        "rain-soaked",
+        "cyan",
+        "magenta",
+        "courier",
+        "syd",
+        "mead",
+    ]
+)
+CRAFT = {
+    "style": set(
+        [
+            "colour",
+            "colours",
+            "color",
+            "colors",
+            "palette",
+            "light",
+            "lights",
+            "lighting",
+            "glow",
+            "glowing",
+            "tone",
+            "tones",
+            "hue",
+            "warm",
+            "cold",
+            "cool",
+            "blue",
+            "red",
+            "gold",
+            "golden",
+            "amber",
+            "pastel",
+            "shadow",
+            "shadows",
+            "contrast",
+            "texture",
+            "painterly",
+            "watercolour",
+            "watercolor",
+            "oil",
+            "style",
+            "mood",
+            "muted",
+            "vibrant",
+            "soft",
+            "bright",
+            "dark",
+            "saturated",
+            "desaturated",
+            "green",
+            "orange",
+            "yellow",
+            "purple",
+            "pink",
+            "brown",
+            "grey",
+            "gray",
+            "silver",
+            "white",
+            "black",
+            "sunlight",
+            "candlelight",
+            "lamplight",
+            "haze",
+        ]
+    ),
+    "composition": set(
+        [
+            "camera",
+            "angle",
+            "frame",
+            "framing",
+            "framed",
+            "shot",
+            "lens",
+            "wide",
+            "close",
+            "close-up",
+            "closeup",
+            "foreground",
+            "background",
+            "focal",
+            "focus",
+            "perspective",
+            "eye-level",
+            "low",
+            "high",
+            "centre",
+            "center",
+            "third",
+            "thirds",
+            "composition",
+            "depth",
+            "horizon",
+            "aerial",
+            "view",
+            "viewpoint",
+            "symmetry",
+            "diagonal",
+            "leading",
+            "lines",
+            "midground",
+            "left",
+            "right",
+            "top",
+            "bottom",
+            "portrait",
+            "landscape",
+            "35mm",
+            "50mm",
+            "24mm",
+            "zoom",
+            "crop",
+        ]
+    ),
+    "story": set(
+        [
+            "moment",
+            "feel",
+            "feels",
+            "feeling",
+            "story",
+            "emotion",
+            "emotions",
+            "viewer",
+            "memory",
+            "quiet",
+            "lonely",
+            "loneliness",
+            "hope",
+            "hopeful",
+            "waiting",
+            "before",
+            "after",
+            "someone",
+            "life",
+            "warmth",
+            "tension",
+            "peace",
+            "peaceful",
+            "joy",
+            "sadness",
+            "calm",
+            "wonder",
+            "longing",
+            "nostalgia",
+            "nostalgic",
+            "curious",
+            "curiosity",
+            "love",
+            "lost",
+            "safe",
+            "home",
+            "silence",
+            "tender",
+            "tenderness",
+            "journey",
+            "dream",
+            "dreams",
+            "pause",
+        ]
+    ),
+}
+
+
+def words(text: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'-]*", text)}
+
+
+def key_words(text: str) -> set[str]:
+    vague = {"make", "add", "give", "put", "show", "include", "should", "visible", "clearly"}
+    return {w for w in content_words(text) if w not in vague}
+
+
+def covered(terms: set[str], prompt: str) -> set[str]:
+    """Terms present in the prompt, allowing a plural or a trailing 's'."""
+    present = words(prompt)
+    return {t for t in terms if t in present or t + "s" in present or t.rstrip("s") in present}
+
+
+@dataclass
+class Result:
+    model: str
+    request: str
+    interjection: str
+    plan_prompt: str = ""
+    asked_person: bool = False
+    reached_plan: bool = False
+    subject_share: float = 0.0
+    direction_kept: bool = False
+    leaks: list[str] = field(default_factory=list)
+    craft: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # own, other, turns
+    seconds_to_plan: float | None = None
+    transcript: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+async def converse(model: str, request: str, interjection: str, data_dir: Path) -> Result:
+    """One conversation: the request, the interjection after the first specialist turn."""
+    result = Result(model, request, interjection)
+    provider = AssignmentProvider(data_dir=data_dir, auto=model)
+    graph = build_graph(InMemorySaver(), provider=provider)
+    config: dict[str, Any] = {
+        "configurable": {"thread_id": str(uuid4()), "default_model": model, "model_seed": 7},
+        "recursion_limit": 400,
+    }
+    started = time.perf_counter()
+    payload: Any = {"messages": [HumanMessage(request, id=str(uuid4()))]}
+    interjected = False
+    while payload is not None:
+        next_payload = None
+        async for update in graph.astream(
+            payload, config, stream_mode="updates", durability="sync"
+        ):
+            for node, values in update.items():
+                if node == "__interrupt__":
+                    result.asked_person = True
+                    continue
+                for message in (values or {}).get("messages") or []:
+                    if message.additional_kwargs.get("plan") and result.seconds_to_plan is None:
+                        result.seconds_to_plan = time.perf_counter() - started
+                    if VERBOSE:
+                        elapsed = time.perf_counter() - started
+                        print(
+                            f"  [{elapsed:5.0f}s] {message.name}: {message.text[:150]}", flush=True
+                        )
+                if not interjected and node in ("style", "composition", "story"):
+                    interjected = True
+                    next_payload = {"messages": [HumanMessage(interjection, id=str(uuid4()))]}
+            if next_payload is not None:
+                break  # the person cuts in: the run stops here, the thread goes on
+        payload = next_payload
+    state = (await graph.aget_state(config)).values
+    measure(result, state.get("messages", []), state.get("plan"))
+    return result
+
+
+def measure(result: Result, messages: list[AnyMessage], plan: dict[str, Any] | None) -> None:
+    prompt = (plan or {}).get("positive_prompt", "")
+    result.plan_prompt = prompt
+    result.reached_plan = bool(prompt) and not result.asked_person
+    subject = key_words(result.request)
+    result.subject_share = len(covered(subject, prompt)) / max(1, len(subject))
+    result.direction_kept = covered(key_words(result.interjection), prompt) == key_words(
+        result.interjection
+    )
+    person = words(result.request) | words(result.interjection)
+    said = " ".join(m.text for m in messages if m.type == "ai") + " " + prompt
+    result.leaks = sorted((words(said) & OLD_EXAMPLE_WORDS) - person)
+    for role in CRAFT:
+        turns = [
+            m
+            for m in messages
+            if m.type == "ai"
+            and m.name == role
+            and m.additional_kwargs.get("kind") in ("explore", "respond", "specifics")
+        ]
+        own = sum(1 for m in turns if words(m.text) & CRAFT[role])
+        other = sum(
+            1 for m in turns for r in CRAFT if r != role and words(m.text) & CRAFT[r]
+        ) / max(1, len(CRAFT) - 1)
+        result.craft[role] = (own, round(other), len(turns))
+    for message in messages:
+        speaker = "Person" if message.type == "human" else (message.name or "?")
+        result.transcript.append(f"{speaker}: {message.text}")
+
+
+def summarise(results: list[Result]) -> list[str]:
+    rows = [
+        "| model | conversations | plan without asking | subject coverage | directions kept | "
+        "leaked example words | own craft (Luna/Frame/Saga) | others' craft | median s to plan | "
+        "p90 s to plan |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model in dict.fromkeys(r.model for r in results):
+        mine = [r for r in results if r.model == model and r.error is None]
+        if not mine:
+            rows.append(f"| {model} | 0 (failed: {results[0].error}) |" + " |" * 8)
+            continue
+        times = sorted(r.seconds_to_plan for r in mine if r.seconds_to_plan is not None)
+        own = [
+            sum(r.craft[role][0] for r in mine) / max(1, sum(r.craft[role][2] for r in mine))
+            for role in CRAFT
+        ]
+        other = sum(sum(r.craft[role][1] for role in CRAFT) for r in mine) / max(
+            1, sum(sum(r.craft[role][2] for role in CRAFT) for r in mine)
+        )
+        p90 = times[min(len(times) - 1, int(len(times) * 0.9))] if times else None
+        rows.append(
+            f"| {model} | {len(mine)} | {sum(r.reached_plan for r in mine) / len(mine):.0%} | "
+            f"{statistics.mean(r.subject_share for r in mine):.0%} | "
+            f"{sum(r.direction_kept for r in mine) / len(mine):.0%} | "
+            f"{sum(len(r.leaks) for r in mine)} | "
+            + "/".join(f"{x:.0%}" for x in own)
+            + f" | {other:.0%} | "
+            + (f"{statistics.median(times):.0f} | {p90:.0f} |" if times else "- | - |")
+        )
+    return rows
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", default=CANDIDATES)
+    parser.add_argument("--limit", type=int, default=len(REQUESTS))
+    parser.add_argument("--show", type=int, default=0, help="print N whole conversations")
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--verbose", action="store_true", help="print every message as it comes")
+    args = parser.parse_args()
+    global VERBOSE
+    VERBOSE = args.verbose
+    data_dir = Path(tempfile.gettempdir()) / "creative-studio-bench"
+    results: list[Result] = []
+    for model in args.models:
+        for request, interjection in REQUESTS[: args.limit]:
+            try:
+                result = await converse(model, request, interjection, data_dir)
+            except Exception as error:  # a model that cannot run is a row, not a crash
+                result = Result(
+                    model, request, interjection, error=f"{type(error).__name__}: {error}"
+                )
+            results.append(result)
+            print(
+                f"{model} | {request[:40]!r}: plan={result.reached_plan} "
+                f"subject={result.subject_share:.0%} direction={result.direction_kept} "
+                f"leaks={result.leaks} t={result.seconds_to_plan or 0:.0f}s "
+                f"{result.error or ''}\n    -> {result.plan_prompt[:160]}",
+                flush=True,
+            )
+    shown = 0
+    for result in results:
+        if shown < args.show and result.error is None:
+            shown += 1
+            print(f"\n=== {result.model}: {result.request}")
+            print("\n".join(result.transcript))
+    rows = summarise(results)
+    print("\n".join(rows))
+    if not args.no_write:
+        body = (
+            f"{args.limit} requests of our own (bench/quality.py), each with one interjection "
+            "right after the first specialist turn; real models, sampling seed 7.\n\n"
+            + "\n".join(rows)
+        )
+        update_section("Plan quality (bench/quality.py)", body)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
