@@ -13,6 +13,7 @@ import { GenerationPreview } from "./GenerationPreview";
 import { MessageStream } from "./MessageStream";
 import { PhaseIndicator } from "./PhaseIndicator";
 import { QuestionCard } from "./QuestionCard";
+import { TeamModels } from "./TeamModels";
 
 /** The conversation id from /chat/<id> (the static export serves one page for every id). */
 export function conversationIdFrom(pathname: string | null): string | null {
@@ -197,6 +198,7 @@ export function ChatView() {
           </Link>
         </div>
       </header>
+      <TeamModels sessionId={sessionId} settingsHref={settingsHref()} />
 
       <div className="chat-body">
         <div className="chat-inner">
