@@ -56,6 +56,15 @@ class Preferences(BaseModel):
         pattern=r"^custom:[A-Za-z0-9 _.-]{1,80}$",
         description="Generate with your own uploaded workflow: 'custom:<name>'.",
     )
+    max_generation_retries: int = Field(
+        default=2, ge=0, le=5, description="Retries after ComfyUI runs out of memory or fails."
+    )
+    generation_timeout: float = Field(
+        default=3600.0, gt=0, le=86_400, description="Seconds one generation may take."
+    )
+    free_comfyui_after_generation: bool = Field(
+        default=False, description="Ask ComfyUI to free its memory (/free) after a generation."
+    )
 
     @field_validator("role_timeouts")
     @classmethod

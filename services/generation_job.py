@@ -145,9 +145,15 @@ class _Progress:
                 "unreachable" if kind == "disconnected" else "connected"
             )
             self.service._set_connection(connection)
-            self._emit(message=message, connection=connection)
             if kind == "resubmitted":
+                # A new run of the same workflow starts from its first step: progress is
+                # monotonic within one run, not across runs.
+                self.fractions = dict.fromkeys(self.samplers, 0.0)
+                self.done_nodes.clear()
+                self.value, self.node, self.step, self.max_steps = 0.0, None, None, None
+                self.status = "queued"
                 self.job.notes.append(message)
+            self._emit(message=message, connection=connection)
 
     def _emit(self, **extra: Any) -> None:
         self.service._emit(self.job, "generation_progress", self.payload(**extra))

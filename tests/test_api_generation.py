@@ -101,3 +101,26 @@ async def test_deleting_a_session_deletes_its_stored_outputs(server: ApiServer, 
         assert (
             await client.get("/api/generations", params={"session_id": session_id})
         ).status_code == 404
+
+
+def test_every_session_setting_docs_comfyui_names_is_accepted():
+    """docs/comfyui.md's session settings are real: PUT settings takes each of them."""
+    import re
+    from pathlib import Path
+
+    from creative_studio.api.schemas import Preferences
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "comfyui.md").read_text()
+    section = docs.split("* Session settings:", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"`([a-z_]+)`", section))
+    assert {
+        "max_generation_retries",
+        "generation_timeout",
+        "free_comfyui_after_generation",
+    } <= named
+    values = {"max_generation_retries": 1, "generation_timeout": 60.0}
+    values |= {"free_comfyui_after_generation": True, "unload_ollama_before_generation": True}
+    accepted = Preferences.model_validate({k: v for k, v in values.items() if k in named})
+    assert accepted.model_dump(include=set(named) & set(values)) == {
+        k: v for k, v in values.items() if k in named
+    }

@@ -265,15 +265,29 @@ async def test_cancel_while_pending_deletes_it_from_the_queue(comfy, make):
 
 
 async def test_a_comfyui_restart_mid_run_resubmits_and_completes(comfy, make):
-    double = comfy(step_delay=0.05)
+    double = comfy(step_delay=0.2)
     setup = await make(double.url)
     run = asyncio.create_task(setup.run())
-    await until(lambda: any(d.get("step") for d in setup.events.of("generation_progress")))
+    await until(
+        lambda: any(
+            d.get("step") and d["step"] * 2 >= d["max_steps"]
+            for d in setup.events.of("generation_progress")
+        )
+    )  # late in the run, where a stuck tracker would show
     await asyncio.to_thread(double.restart, down_for=0.2)
     outcome = await asyncio.wait_for(run, 20)
     assert outcome.status == "complete"
     assert "ComfyUI restarted and lost the generation; Pixel queued it again." in outcome.notes
     assert [p["prompt_id"] for p in double.posted] == [prompt_id_for(outcome.generation_id, 0)] * 2
+    # Progress starts over with the new run and only grows within it.
+    feed = setup.events.of("generation_progress")
+    restart = next(
+        i for i, d in enumerate(feed) if "Pixel queued it again" in (d.get("message") or "")
+    )
+    before = [d["progress"] for d in feed[:restart] if d.get("step")]
+    after = [d["progress"] for d in feed[restart + 1 :] if d.get("step")]
+    assert before and after and after[0] < max(before)
+    assert after == sorted(after) and after[0] < 0.5
 
 
 async def test_ollama_unloads_the_teams_models_before_a_generation(comfy, make):
