@@ -153,6 +153,7 @@ class StudioState(TypedDict, total=False):
     rounds_without_consensus: int
     turn_count: int
     handled_user_ids: list[str]  # user messages the team has already taken in
+    handled_user_digests: dict[str, str]  # id -> digest of the text taken in (edits show)
     awaiting_person: bool  # the team asked the person something and waits for the answer
     plan: dict[str, Any] | None  # TechnicalPlan
     plan_revisions: int

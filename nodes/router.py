@@ -15,6 +15,7 @@ lives in the specialists; the router only keeps the meeting going:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any, cast
 from uuid import uuid4
@@ -46,9 +47,32 @@ from creative_studio.nodes.speaking import studio_message
 MAX_FAILURES = 5  # model failures in a row before the team stops and tells the person
 
 
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.strip().encode()).hexdigest()[:16]
+
+
 def new_user_messages(state: StudioState) -> list[AnyMessage]:
+    """The person's messages the team has not taken in: new ones, and ones edited in place.
+
+    LangGraph Studio edits a message by writing new text under the same id; the digest of
+    what the team took in tells such an edit from the message it already answered.
+    """
     handled = set(state.get("handled_user_ids") or [])
-    return [m for m in state.get("messages", []) if m.type == "human" and m.id not in handled]
+    digests = state.get("handled_user_digests") or {}
+    return [
+        m
+        for m in state.get("messages", [])
+        if m.type == "human"
+        and (
+            m.id not in handled
+            or (str(m.id) in digests and digests[str(m.id)] != text_digest(m.text))
+        )
+    ]
+
+
+def _first_request_id(state: StudioState) -> str | None:
+    first = next((m for m in state.get("messages", []) if m.type == "human"), None)
+    return str(first.id) if first is not None else None
 
 
 def is_unclear(text: str) -> bool:
@@ -90,13 +114,24 @@ def _take_in_user(state: StudioState) -> dict[str, Any]:
     new = new_user_messages(state)
     text = " / ".join(m.text.strip() for m in new)
     brief = brief_of(state)
+    handled = list(state.get("handled_user_ids") or [])
     update: dict[str, Any] = {
-        "handled_user_ids": [*(state.get("handled_user_ids") or []), *(str(m.id) for m in new)],
+        "handled_user_ids": [*handled, *(str(m.id) for m in new if str(m.id) not in handled)],
+        "handled_user_digests": {
+            **(state.get("handled_user_digests") or {}),
+            **{str(m.id): text_digest(m.text) for m in new},
+        },
         "awaiting_person": False,
         "question": None,
         "consecutive_failures": 0,
     }
     phase = state.get("phase", "ideation")
+    if brief.request and _first_request_id(state) in {str(m.id) for m in new}:
+        # The request itself was edited in place: the team starts over from it.
+        fresh = follow_messages(Brief(), state.get("messages", []))
+        update.update(enter_phase("ideation"), plan=None, verdict=None, generation=None)
+        update.update(brief=dump(fresh), clarifying_asked=False, send_backs=0, plan_revisions=0)
+        return update
     if not brief.request:
         # The first message is the request; any sent right after it are its first directions.
         first = new[0].text.strip()

@@ -219,3 +219,36 @@ async def test_example_words_never_reach_a_turn_unless_the_conversation_brought_
 def test_the_shipped_prompts_carry_no_example_content():
     """The team's prompts teach format through schemas, so no example vocabulary exists."""
     assert leaks.example_vocabulary() == frozenset()
+
+
+# ---------------------------------------------------------------- derived state follows messages
+
+
+async def test_a_direction_edited_in_place_replaces_the_old_one_in_the_plan():
+    """LangGraph Studio edits a message under the same id: the next plan follows the edit."""
+    graph, config, _ = _studio({})
+    await _say(graph, config, CABIN)
+    direction = HumanMessage(MELANCHOLIC, name="user", id=str(uuid4()))
+    await run_turns(graph, {"messages": [direction]}, config)
+    assert "melancholic" in (await graph.aget_state(config)).values["plan"]["positive_prompt"]
+    edited = HumanMessage("make it bright and joyful", name="user", id=direction.id)
+    await graph.aupdate_state(config, {"messages": [edited]}, as_node="consensus")
+    await run_turns(graph, None, config)
+    state = (await graph.aget_state(config)).values
+    prompt = state["plan"]["positive_prompt"]
+    assert "bright and joyful" in prompt and "melancholic" not in prompt
+    assert state["brief"]["directions"] == ["make it bright and joyful"]
+
+
+async def test_the_request_edited_in_place_starts_the_team_over():
+    graph, config, _ = _studio({})
+    request = HumanMessage(CABIN, name="user", id=str(uuid4()))
+    await run_turns(graph, {"messages": [request]}, config)
+    edited = HumanMessage("A lighthouse on a cliff in a storm", name="user", id=request.id)
+    await graph.aupdate_state(config, {"messages": [edited]}, as_node="consensus")
+    trace = await run_turns(graph, None, config)
+    state = (await graph.aget_state(config)).values
+    assert trace.phases[0] == "ideation"
+    assert state["brief"]["request"] == "A lighthouse on a cliff in a storm"
+    assert state["plan"]["positive_prompt"].startswith("A lighthouse on a cliff in a storm")
+    assert "cabin" not in state["plan"]["positive_prompt"]

@@ -79,3 +79,28 @@ async def test_unknown_checkpoint_is_a_clear_error(database: Database):
         await state_at(runner.graph, runner.repository, cid, "1f0-not-a-checkpoint")
     with pytest.raises(NotFoundError, match="no checkpoint"):
         await fork(runner.graph, runner.repository, cid, "1f0-not-a-checkpoint", "x")
+
+
+async def test_a_fork_mid_conversation_drops_the_edited_away_direction(database: Database):
+    runner, cid, _, _ = await make_runner(database)
+    for text in (REQUEST, "make it more melancholic", "add a full moon"):
+        await runner.send(cid, text)
+        await runner.wait_idle(cid)
+    checkpoints = await list_checkpoints(runner.graph, runner.repository, cid)
+    target = min(
+        (c for c in checkpoints if c.last_user_message == "make it more melancholic"),
+        key=lambda c: c.message_count,
+    )
+    branch = await fork(
+        runner.graph, runner.repository, cid, target.checkpoint_id, "make it bright and joyful"
+    )
+    await runner.resume(str(branch.id))
+    await runner.wait_idle(str(branch.id))
+    forked = await state_of(runner, str(branch.id))
+    prompt = forked["plan"]["positive_prompt"]
+    assert "bright and joyful" in prompt
+    assert "melancholic" not in prompt and "moon" not in prompt
+    assert forked["brief"]["directions"] == ["make it bright and joyful"]
+    original = await state_of(runner, cid)
+    assert "melancholic" in original["plan"]["positive_prompt"]
+    assert "full moon" in original["plan"]["positive_prompt"]
