@@ -316,7 +316,12 @@ async def converse(model: str, request: str, interjection: str, data_dir: Path) 
     provider = AssignmentProvider(data_dir=data_dir, auto=model)
     graph = build_graph(InMemorySaver(), provider=provider)
     config: dict[str, Any] = {
-        "configurable": {"thread_id": str(uuid4()), "default_model": model, "model_seed": 7},
+        "configurable": {
+            "thread_id": str(uuid4()),
+            "default_model": model,
+            "model_seed": 7,
+            "comfyui_url": "",  # plans only: never the person's own ComfyUI
+        },
         "recursion_limit": 400,
     }
     started = time.perf_counter()

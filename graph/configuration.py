@@ -20,6 +20,10 @@ def _env_default_model() -> str:
     return os.environ.get("CREATIVE_STUDIO_MODEL", "auto")
 
 
+def _env_comfyui_url() -> str:
+    return os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188")
+
+
 class Configuration(BaseModel):
     """Knobs of the discussion; every field has a sensible default."""
 
@@ -75,6 +79,12 @@ class Configuration(BaseModel):
         default=False,
         description="Ollama and ComfyUI share one GPU: unload the team's Ollama models "
         "(keep_alive 0) before a generation.",
+    )
+    comfyui_url: str = Field(
+        default_factory=_env_comfyui_url,
+        max_length=500,
+        description="ComfyUI server the graph generates with when no studio server runs it "
+        "(LangGraph Studio, an embedding app); empty: record the plan without generating.",
     )
     max_generation_retries: int = Field(default=2, ge=0, le=5)
     generation_timeout: float = Field(default=3600.0, gt=0, le=86400)

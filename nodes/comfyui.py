@@ -36,6 +36,7 @@ from creative_studio.graph.state import (
     dump,
     plan_of,
 )
+from creative_studio.nodes.comfyui_direct import DirectComfyUI
 from creative_studio.nodes.speaking import provider_from, studio_message
 from creative_studio.workflows.run import GenerationOutcome, GenerationSettings
 
@@ -171,7 +172,11 @@ async def comfyui(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     configurable = config.get("configurable") or {}
     service: GenerationBackend | None = configurable.get("generation_service")
     if service is None:
-        return _queued_only(plan)
+        # No studio server here (LangGraph Studio, an embedding app): talk to ComfyUI itself.
+        url = Configuration.from_runnable_config(config).comfyui_url.strip()
+        if not url:
+            return _queued_only(plan)
+        service = DirectComfyUI(url)
     thread_id = str(configurable.get("thread_id") or "")
     settings = GenerationSettings.from_config(config)
     unload: list[str] = []

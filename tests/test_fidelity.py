@@ -59,7 +59,8 @@ def _studio(overrides: dict[str, dict[str, list[Any]]], **settings: Any):
         merged.setdefault(role, {}).update(kinds)
     provider, models = make_provider(merged)
     graph = build_graph(InMemorySaver(), provider=provider)
-    config = {"configurable": {"thread_id": str(uuid4()), **settings}}
+    # No ComfyUI here: the plan is only recorded.
+    config = {"configurable": {"thread_id": str(uuid4()), "comfyui_url": "", **settings}}
     return graph, config, models
 
 

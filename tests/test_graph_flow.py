@@ -18,7 +18,8 @@ REQUEST = "a cyberpunk street at night, neon signs"
 def studio(overrides: dict[str, Any] | None = None, **settings: Any):
     provider, models = make_provider(overrides)
     graph = build_graph(InMemorySaver(), provider=provider)
-    config = {"configurable": {"thread_id": str(uuid4()), **settings}}
+    # No ComfyUI here: the plan is only recorded (tests/test_comfyui_direct.py generates).
+    config = {"configurable": {"thread_id": str(uuid4()), "comfyui_url": "", **settings}}
     return graph, config, models
 
 
