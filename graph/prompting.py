@@ -49,8 +49,12 @@ def team_prompts() -> dict[str, Any]:
 
 @cache
 def embedded_prompt_data() -> dict[str, Any]:
-    """The completion-prompt material for the embedded base model (its few-shot parts)."""
-    return _load("embedded.toml")
+    """The embedded base model's completion-prompt material (tools/prompts/embedded.toml).
+
+    Read here too so the leak guard knows every example a model is shown.
+    """
+    text = (resources.files("creative_studio.tools") / "prompts" / "embedded.toml").read_text()
+    return tomllib.loads(text)
 
 
 @cache

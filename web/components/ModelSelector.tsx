@@ -66,13 +66,15 @@ export function ModelSelector({ role, value, models, resolved, onChange, onPull,
           </optgroup>
           <optgroup label="Built in">
             <option value="embedded">
-              embedded — Gemma 3 270M{models && !models.embedded_available ? " (unavailable)" : ""}
+              embedded — the offline default (Qwen2.5 0.5B){models && !models.embedded_available ? " (unavailable)" : ""}
             </option>
+            <option value="embedded:qwen2.5-0.5b">embedded — Qwen2.5-Coder 0.5B Instruct</option>
+            <option value="embedded:gemma3-270m">embedded — Gemma 3 270M (base model, faster)</option>
             <option value="scripted">scripted — deterministic demo team</option>
           </optgroup>
         </select>
         {resolved && <span className="field-hint">Uses now: {resolved}</span>}
-        {value === "embedded" && models?.embedded_note && <span className="field-hint">{models.embedded_note}</span>}
+        {value.startsWith("embedded") && models?.embedded_note && <span className="field-hint">{models.embedded_note}</span>}
         {missing && (
           <div className="notice notice-warn" role="status">
             <div className="notice-body">
