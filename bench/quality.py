@@ -43,7 +43,12 @@ from creative_studio.graph.builder import build_graph
 from creative_studio.tools.models import AssignmentProvider
 
 VERBOSE = False
-CANDIDATES = ["embedded:qwen2.5-0.5b", "embedded:gemma3-270m"]
+# "A/B" is a mix by role: the creatives on A, Pixel and Lens on B.
+CANDIDATES = [
+    "embedded:qwen2.5-0.5b",
+    "embedded:gemma3-270m",
+    "embedded:gemma3-270m/embedded:qwen2.5-0.5b",
+]
 
 # (request, interjection): ordinary things people ask for, none of the README's examples.
 REQUESTS: list[tuple[str, str]] = [
@@ -313,12 +318,15 @@ class Result:
 async def converse(model: str, request: str, interjection: str, data_dir: Path) -> Result:
     """One conversation: the request, the interjection after the first specialist turn."""
     result = Result(model, request, interjection)
-    provider = AssignmentProvider(data_dir=data_dir, auto=model)
+    creatives, _, leads = model.partition("/")  # "A/B": Luna, Frame, Saga on A; Pixel, Lens on B
+    provider = AssignmentProvider(data_dir=data_dir, auto=creatives)
     graph = build_graph(InMemorySaver(), provider=provider)
+    assignments = {"technical": leads, "critic": leads} if leads else {}
     config: dict[str, Any] = {
         "configurable": {
             "thread_id": str(uuid4()),
-            "default_model": model,
+            "default_model": creatives,
+            "model_assignments": assignments,
             "model_seed": 7,
             "comfyui_url": "",  # plans only: never the person's own ComfyUI
         },
