@@ -29,8 +29,9 @@ class Configuration(BaseModel):
 
     default_model: str = Field(
         default_factory=_env_default_model,
-        description="Model for roles without an assignment: 'ollama:<name>', 'embedded', "
-        "'scripted' or 'auto' (Ollama when it answers, else the embedded model).",
+        description="Model for roles without an assignment: 'ollama:<name>', 'embedded' "
+        "(the offline default), 'embedded:qwen2.5-0.5b', 'embedded:gemma3-270m', 'scripted' "
+        "or 'auto' (Ollama when it answers, else the embedded model).",
     )
     model_assignments: dict[str, str] = Field(
         default_factory=dict, description="Per-role model, e.g. {'style': 'ollama:llama3.1:8b'}."
