@@ -8,10 +8,11 @@ the API stores per session are turned into exactly these fields.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from creative_studio.core.roles import SPECIALISTS
 
@@ -96,6 +97,17 @@ class Configuration(BaseModel):
         ge=0,
         description="Fixed sampling seed (reproducible runs of the embedded model).",
     )
+
+    # Set by the router for each decision (not a setting): the creatives asked to vote.
+    _judging_roles: tuple[str, ...] = PrivateAttr(default=("style", "composition", "story"))
+
+    @property
+    def judging_roles(self) -> tuple[str, ...]:
+        return self._judging_roles
+
+    @judging_roles.setter
+    def judging_roles(self, roles: Iterable[str]) -> None:
+        self._judging_roles = tuple(roles)
 
     def plan_hint(self) -> str:
         """What Pixel should assume unless the team agreed otherwise."""

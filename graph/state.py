@@ -118,6 +118,7 @@ class ConsensusStats(BaseModel):
     votes: dict[str, bool] = Field(default_factory=dict)  # role -> ready? (current vote)
     objections: dict[str, str] = Field(default_factory=dict)  # role -> reason
     signal: Literal["continue", "converging", "ready", "objection", "loop", "deadlock"] = "continue"
+    voters: list[str] | None = None  # who was asked to vote (None: every creative)
 
 
 def append_messages(current: Any, batches: Sequence[Any]) -> Any:

@@ -100,7 +100,7 @@ async def consensus(state: StudioState, config: RunnableConfig) -> dict[str, Any
             else:
                 stats.objections.pop(role, None)
 
-    voters = set(CREATIVES)
+    voters = set(stats.voters if stats.voters is not None else CREATIVES)
     voting = meta.get("kind") in VOTE_KINDS or meta.get("turn_kind") in VOTE_KINDS
     if stats.repeats >= LOOP_REPEATS:
         stats.signal = "loop"

@@ -31,6 +31,7 @@ from creative_studio.graph.prompting import moderator, personas, team_prompts
 from creative_studio.graph.state import (
     CREATIVES,
     Brief,
+    SpecialistRole,
     StudioState,
     Turn,
     agenda_of,
@@ -42,7 +43,7 @@ from creative_studio.graph.state import (
     verdict_of,
 )
 from creative_studio.graph.wishes import person_wishes
-from creative_studio.nodes.speaking import studio_message
+from creative_studio.nodes.speaking import provider_from, studio_message
 
 MAX_FAILURES = 5  # model failures in a row before the team stops and tells the person
 
@@ -107,6 +108,19 @@ def follow_messages(brief: Brief, messages: list[AnyMessage]) -> Brief:
             "directions": [w.text[:300] for w in wishes.directions][-5:],
         }
     )
+
+
+def judging_roles(config: RunnableConfig, settings: Configuration) -> list[str]:
+    """Roles whose model can judge whether the team is ready (the provider knows).
+
+    The embedded models cannot: their votes are the same sentence whatever was said
+    (bench/quality.py transcripts), so they are not asked and the detector decides.
+    """
+    provider = provider_from(config)
+    judges = getattr(provider, "judges_readiness", None)
+    if judges is None:
+        return list(CREATIVES)
+    return [r for r in CREATIVES if judges(r, settings)]
 
 
 def _take_in_user(state: StudioState) -> dict[str, Any]:
@@ -237,13 +251,26 @@ def _refinement(state: StudioState, settings: Configuration) -> dict[str, Any]:
         ]
         return update
     if stats.signal == "converging" or round_ >= 2:
-        fresh = stats.model_copy(update={"votes": {}, "objections": {}, "signal": "continue"})
+        voters = _voters(settings)
+        if not voters:
+            # Nobody's model can judge readiness: the detector's own signals decide.
+            move = enter_phase("synthesis")
+            move["messages"] = [studio_message(moderator("converged"), phase="synthesis")]
+            return move
+        fresh = stats.model_copy(
+            update={"votes": {}, "objections": {}, "signal": "continue", "voters": voters}
+        )
         return {
             "consensus": dump(fresh),
-            "agenda": [dump(Turn(speaker=r, kind="vote")) for r in CREATIVES],
+            "agenda": [dump(Turn(speaker=r, kind="vote")) for r in voters],
             "messages": [studio_message(moderator("ready_question"), phase="refinement")],
         }
     return _discussion_round(state, round_)
+
+
+def _voters(settings: Configuration) -> list[SpecialistRole]:
+    """The creatives whose models can judge readiness (those that cannot are not asked)."""
+    return [r for r in CREATIVES if r in settings.judging_roles]
 
 
 def _discussion_round(
@@ -287,10 +314,13 @@ def _ask_to_decide(state: StudioState, rounds: int) -> dict[str, Any]:
 
 def _synthesis(state: StudioState, settings: Configuration) -> dict[str, Any]:
     if state.get("plan_pending", True):
-        stats = consensus_of(state).model_copy(update={"votes": {}, "objections": {}})
+        voters = _voters(settings)
+        stats = consensus_of(state).model_copy(
+            update={"votes": {}, "objections": {}, "voters": voters}
+        )
         directive = " ".join(filter(None, [state.get("revision_notes", ""), settings.plan_hint()]))
         plan_turn = Turn(speaker="technical", kind="plan", directive=directive)
-        checks = [Turn(speaker=r, kind="plan_check") for r in CREATIVES]
+        checks = [Turn(speaker=r, kind="plan_check") for r in voters]
         return {
             "plan_pending": False,
             "consensus": dump(stats),
@@ -377,6 +407,7 @@ def _combine(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
 async def router(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     """Decide the next turn; the edge function below turns it into the next node."""
     settings = Configuration.from_runnable_config(config)
+    settings.judging_roles = judging_roles(config, settings)
     update: dict[str, Any] = {"current": None}
     if new_user_messages(state):
         update = _combine(update, _take_in_user(state))

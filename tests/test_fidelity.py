@@ -253,3 +253,23 @@ async def test_the_request_edited_in_place_starts_the_team_over():
     assert state["brief"]["request"] == "A lighthouse on a cliff in a storm"
     assert state["plan"]["positive_prompt"].startswith("A lighthouse on a cliff in a storm")
     assert "cabin" not in state["plan"]["positive_prompt"]
+
+
+async def test_models_that_cannot_judge_readiness_are_not_asked_to_vote():
+    """The embedded models' votes say nothing: the detector moves the team on by itself."""
+    provider, models = make_provider({r: dict(k) for r, k in CABIN_TURNS.items()})
+
+    class NoJudges(type(provider)):  # type: ignore[misc]
+        def judges_readiness(self, role: str, config: Any) -> bool:
+            return False
+
+    provider.__class__ = NoJudges
+    graph = build_graph(InMemorySaver(), provider=provider)
+    config = {"configurable": {"thread_id": str(uuid4()), "comfyui_url": ""}}
+    await _say(graph, config, CABIN)
+    state = (await graph.aget_state(config)).values
+    kinds = [m.additional_kwargs.get("kind") for m in state["messages"]]
+    assert "vote" not in kinds and "plan_check" not in kinds
+    assert any("The ideas have settled" in m.text for m in state["messages"])
+    assert state["phase"] == "complete" and state["plan"] is not None
+    assert "vote" not in models["style"].kinds

@@ -172,6 +172,15 @@ class AssignmentProvider:
 
         return {role: self.resolved(config.model_for(role)) for role in SPECIALISTS}
 
+    def judges_readiness(self, role: str, config: ModelOptions) -> bool:
+        """Whether the role's model can judge if the team is ready to generate.
+
+        The embedded models (a 270M base model, a 0.5B instruct model) cannot: measured, their
+        votes are the same sentence whatever the discussion said. The router does not ask
+        them, and the consensus detector decides instead.
+        """
+        return embedded_name(self.resolved(config.model_for(role))) is None
+
     def chat_model(self, role: str, config: ModelOptions) -> BaseChatModel:
         assignment = self.resolved(config.model_for(role))
         timeout = config.timeout_for(role)
