@@ -126,15 +126,25 @@ def shared_context(state: StudioState, config: Configuration) -> list[BaseMessag
     that build their own prompt from them (the embedded completion model).
     """
     prompts = team_prompts()
-    lines = transcript_lines(state.get("messages", []), config.recent_turns, config.max_turn_chars)
+    messages = state.get("messages", [])
+    lines = transcript_lines(messages, config.recent_turns, config.max_turn_chars)
     brief = brief_of(state)
     phase = state.get("phase", "ideation")
+    # While the window still shows the whole discussion the roles' notes only repeat it;
+    # leaving them out keeps the part re-read at every turn short (prompt caching).
+    spoken = sum(1 for m in messages if m.type in ("human", "ai"))
+    slid = window_start(spoken, config.recent_turns) > 0
     context = prompts["context"].format(
-        brief=brief.render(),
+        brief=brief.render(notes=slid),
         phase=phase,
         transcript="\n".join(lines) or "(nobody has spoken yet)",
     )
-    data = {"transcript": lines, "brief": brief.render(), "request": brief.request, "phase": phase}
+    data = {
+        "transcript": lines,
+        "brief": brief.render(notes=slid),
+        "request": brief.request,
+        "phase": phase,
+    }
     return [
         SystemMessage(prompts["preamble"].strip()),
         HumanMessage(context.strip(), additional_kwargs={"studio_context": data}),

@@ -98,13 +98,15 @@ class Brief(BaseModel):
     notes: dict[str, str] = Field(default_factory=dict)  # role -> that role's latest key point
     decisions: list[str] = Field(default_factory=list)  # what the person decided when asked
 
-    def render(self) -> str:
+    def render(self, *, notes: bool = True) -> str:
+        """The brief as prompt text; ``notes=False`` leaves out the roles' key points (a
+        prompt whose transcript still shows every turn has them already)."""
         parts = [f"Request: {self.request or '(none yet)'}"]
         if self.directions:
             parts.append("Person's later directions: " + " | ".join(self.directions))
         if self.decisions:
             parts.append("Person decided: " + " | ".join(self.decisions))
-        for role, note in self.notes.items():
+        for role, note in self.notes.items() if notes else ():
             parts.append(f"{role}: {note}")
         return "\n".join(parts)
 
