@@ -42,7 +42,15 @@ _CRAFT = frozenset(stem(w) for w in _CRAFT_TEXT.split())
 
 
 def _segments(prompt: str) -> list[str]:
-    return [s.strip() for s in re.split(r"[,\n;]+", prompt) if s.strip()]
+    """The prompt's descriptors; a fragment a model cut off ("wh...") is not one."""
+    out = []
+    for raw in re.split(r"[,\n;]+", prompt):
+        segment = raw.strip().strip('"')
+        if segment.endswith(("...", "…")):
+            segment = re.sub(r"\s*\S*(\.\.\.|…)$", "", segment).strip()
+        if re.search(r"[A-Za-z]{3,}", segment):
+            out.append(segment)
+    return out
 
 
 def _segment_stems(segment: str) -> set[str]:
