@@ -40,6 +40,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from bench.report import update_section
 from creative_studio.core.text import content_words
 from creative_studio.graph.builder import build_graph
+from creative_studio.graph.prompting import personas
 from creative_studio.tools.models import AssignmentProvider
 
 VERBOSE = False
@@ -292,6 +293,18 @@ def key_words(text: str) -> set[str]:
     return {w for w in content_words(text) if w not in vague}
 
 
+def without_opener(text: str, role: str) -> str:
+    persona = personas()[role]
+    for opener in sorted(persona.openers, key=len, reverse=True):
+        if text.startswith(opener.strip()):
+            return text[len(opener.strip()) :]
+    if persona.answer_opener and ": " in text[:400]:
+        head = persona.answer_opener.split("{phrase}")[-1].strip()
+        if head and head in text[:400]:
+            return text[text.index(head) + len(head) :]
+    return text
+
+
 def covered(terms: set[str], prompt: str) -> set[str]:
     """Terms present in the prompt, allowing a plural or a trailing 's'."""
     present = words(prompt)
@@ -383,9 +396,12 @@ def measure(result: Result, messages: list[AnyMessage], plan: dict[str, Any] | N
             and m.name == role
             and m.additional_kwargs.get("kind") in ("explore", "respond", "specifics")
         ]
-        own = sum(1 for m in turns if words(m.text) & CRAFT[role])
+        # The studio's openers ("For the light, ") prefill the embedded models' turns: only
+        # what the model wrote after them counts.
+        said = [without_opener(m.text, role) for m in turns]
+        own = sum(1 for text in said if words(text) & CRAFT[role])
         other = sum(
-            1 for m in turns for r in CRAFT if r != role and words(m.text) & CRAFT[r]
+            1 for text in said for r in CRAFT if r != role and words(text) & CRAFT[r]
         ) / max(1, len(CRAFT) - 1)
         result.craft[role] = (own, round(other), len(turns))
     for message in messages:

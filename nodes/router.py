@@ -250,8 +250,10 @@ def _refinement(state: StudioState, settings: Configuration) -> dict[str, Any]:
             *update.get("messages", []),
         ]
         return update
-    if stats.signal == "converging" or round_ >= 2:
-        voters = _voters(settings)
+    voters = _voters(settings)
+    # Two rounds give judging members room to agree; without them one round of precise
+    # questions is the discussion, and the detector's signals do the rest.
+    if stats.signal == "converging" or round_ >= (2 if voters else 1):
         if not voters:
             # Nobody's model can judge readiness: the detector's own signals decide.
             move = enter_phase("synthesis")
