@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -30,7 +31,8 @@ from creative_studio.api.routes import (
     workflows,
 )
 from creative_studio.api.schemas import ErrorResponse
-from creative_studio.core.errors import StudioError
+from creative_studio.core.errors import DatabaseUnavailableError, StudioError
+from creative_studio.store.availability import describe, is_connection_error
 from creative_studio.tools.models import ModelProvider
 from creative_studio.tools.settings import StudioSettings
 
@@ -38,10 +40,33 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "out"
+RETRY_AFTER_S = 2  # what a 503 tells clients: the studio reconnects by itself
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def database_error_response(request: Request, error: psycopg.Error) -> JSONResponse:
+    """A query that failed because the database went away: 503, and have the studio look.
+
+    Errors raised at checkout are already ``DatabaseUnavailableError`` (store/availability.py);
+    this covers a connection that died during its query. Other database errors (a bug, a
+    refused value the repository did not translate) stay 500s.
+    """
+    if not is_connection_error(error):
+        raise error
+    studio = getattr(request.app.state, "studio", None)
+    if studio is not None:
+        studio.database.monitor.suspect()
+    unavailable = DatabaseUnavailableError(
+        f"The database is unavailable right now ({describe(error)}). The studio reconnects "
+        "by itself; try again in a few seconds."
+    )
+    return _error(unavailable.status_code, unavailable.code, unavailable.message)
 
 
 class BodyLimit:
@@ -117,6 +142,7 @@ def create_app(
             409: {"model": ErrorResponse},
             413: {"model": ErrorResponse},
             422: {"model": ErrorResponse},
+            503: {"model": ErrorResponse, "description": "The database is unavailable."},
         },
     )
     app.state.settings = settings
@@ -125,6 +151,10 @@ def create_app(
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, error: StudioError) -> JSONResponse:
         return _error(error.status_code, error.code, error.message)
+
+    @app.exception_handler(psycopg.Error)
+    async def database_error(request: Request, error: psycopg.Error) -> JSONResponse:
+        return database_error_response(request, error)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

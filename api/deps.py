@@ -124,12 +124,11 @@ class Studio:
         )
         await generations.start()
         graph = build_graph(database.checkpointer, provider=provider)
-        runner = ConversationRunner(
-            graph,
-            database,
-            sink=publish,
-            extra_configurable={"generation_service": generations},
-        )
+        configurable: dict[str, Any] = {"generation_service": generations}
+        if "model" in settings.model_fields_set:  # serve --model / CREATIVE_STUDIO_MODEL
+            # The default for roles a session did not assign; a session's own settings win.
+            configurable["default_model"] = settings.model
+        runner = ConversationRunner(graph, database, sink=publish, extra_configurable=configurable)
         studio = cls(
             settings=settings,
             database=database,
@@ -189,7 +188,10 @@ class Studio:
     async def _watch_idle(self) -> None:
         while True:
             await asyncio.sleep(5)
-            await self.pause_idle()
+            try:
+                await self.pause_idle()
+            except Exception as error:  # e.g. the database is away: try again next time
+                log.warning("idle check failed: %s", error)
 
     async def pause_idle(self) -> list[str]:
         """Pause discussions whose person left (preference pause_after_idle_seconds).

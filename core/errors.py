@@ -45,3 +45,14 @@ class ConversationBusyError(StudioError):
 
     status_code = 409
     code = "conversation_busy"
+
+
+class DatabaseUnavailableError(StudioError):
+    """The database cannot be reached right now (stopped, restarting, unreachable).
+
+    Temporary by nature: the studio reconnects (and restarts the embedded server it started)
+    by itself, so the person is told to try again in a moment rather than shown a crash.
+    """
+
+    status_code = 503
+    code = "database_unavailable"

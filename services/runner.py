@@ -14,6 +14,9 @@ The graph knows how the team talks; the runner knows how a *conversation* runs:
 * Completed messages are written to the messages table as soon as their node ends.
 * A lease row in Postgres (store/leases.py) makes this process the only writer of the
   conversation; it holds no connection while the conversation runs.
+* When the database goes away mid-run, the conversation waits for it (nothing is retried
+  against a dead server) and continues from its last checkpoint as soon as the database is
+  back (``Database.on_recovered``), in the same process, without a restart.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import uuid4
 
@@ -35,59 +37,26 @@ from creative_studio.core.events import EventKind, EventSink, StudioEvent
 from creative_studio.core.roles import SPECIALISTS
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.events import display_name
+from creative_studio.services.conversation_state import (
+    MAX_MESSAGE_CHARS,
+    Interjected,
+    Live,
+    Partial,
+    Resume,
+    validate_message,
+)
+from creative_studio.services.outage import OutageWaiter
 from creative_studio.services.transcript import store_message
+from creative_studio.store.availability import is_connection_error
 from creative_studio.store.database import Database
 from creative_studio.store.records import ConversationStatus
 from creative_studio.store.repository import StudioRepository
 
+__all__ = ["MAX_MESSAGE_CHARS", "STREAM_MODES", "ConversationRunner", "validate_message"]
+
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_CHARS = 8_000
 STREAM_MODES: list[StreamMode] = ["messages", "updates", "tasks", "custom"]
-
-
-class _Interjected(Exception):
-    """Raised inside a run to stop it at the next safe point."""
-
-
-@dataclass
-class _Resume:
-    value: Any  # Command(resume=...) payload, or None to continue an unfinished run
-
-
-@dataclass
-class _Partial:
-    role: str
-    text: str = ""
-    phase: str | None = None
-    kind: str | None = None
-
-
-@dataclass
-class _Live:
-    """In-process bookkeeping of one conversation."""
-
-    pending: list[HumanMessage | _Resume] = field(default_factory=list)
-    carry: list[AIMessage] = field(default_factory=list)  # interrupted turns for the next input
-    worker: asyncio.Task[None] | None = None
-    run: asyncio.Task[None] | None = None
-    working: set[str] = field(default_factory=set)  # graph tasks in flight
-    cancel_pending: bool = False
-    partial: dict[str, _Partial] = field(default_factory=dict)
-    phase: str | None = None
-    turn: dict[str, Any] | None = None
-
-
-def validate_message(text: str) -> str:
-    """Refuse empty and oversized messages with a clear reason (nothing is stored)."""
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInputError("The message is empty: tell the team what you would like.")
-    if len(text) > MAX_MESSAGE_CHARS:
-        raise InvalidInputError(
-            f"The message is {len(text):,} characters long; the limit is {MAX_MESSAGE_CHARS:,}. "
-            "Shorten it or split it into several messages."
-        )
-    return text.strip()
 
 
 class ConversationRunner:
@@ -106,8 +75,10 @@ class ConversationRunner:
         self.repository = StudioRepository(database.pool)
         self.sink = sink
         self.extra_configurable = extra_configurable or {}
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, Live] = {}
         self._closing = False
+        # Conversations whose run the database cut short; continued when it is back.
+        self._outage = OutageWaiter(database, self._go_on_after_outage)
 
     # ----------------------------------------------------------------- public API
 
@@ -119,7 +90,7 @@ class ConversationRunner:
         message = HumanMessage(content=body, name="user", id=str(uuid4()))
         payload = await self._store(cid, message)
         await self._emit(cid, "message", payload)
-        live = self._live.setdefault(cid, _Live())
+        live = self._live.setdefault(cid, Live())
         live.pending.append(message)
         self._kick(cid)
         return payload
@@ -128,7 +99,7 @@ class ConversationRunner:
         """Answer the team's question (an interrupt), or continue a run a crash cut short."""
         conversation = await self.repository.get_conversation(conversation_id)
         cid = str(conversation.id)
-        live = self._live.setdefault(cid, _Live())
+        live = self._live.setdefault(cid, Live())
         if live.worker is not None and not live.worker.done():
             raise InvalidStateError("The team is already working on this conversation.")
         snapshot = await self.graph.aget_state(self._config(cid, {}))
@@ -136,11 +107,11 @@ class ConversationRunner:
             if answer is None or (isinstance(answer, str) and not answer.strip()):
                 raise InvalidInputError("The team asked you a question: answer it to continue.")
             value = await self._answer_payload(cid, answer)
-            live.pending.append(_Resume(Command(resume=value)))
+            live.pending.append(Resume(Command(resume=value)))
         elif snapshot.next or snapshot.tasks:
             # A run was cut short. ``tasks`` also lists a step whose node finished and
             # saved its writes just before the crash (it is not in ``next`` any more).
-            live.pending.append(_Resume(None))
+            live.pending.append(Resume(None))
         else:
             raise InvalidStateError(
                 "Nothing to resume: the team is not working on this conversation. "
@@ -161,15 +132,27 @@ class ConversationRunner:
         live = self._live.get(conversation_id)
         return bool(live and live.worker and not live.worker.done())
 
+    def waits_for_database(self, conversation_id: str) -> bool:
+        return conversation_id in self._outage
+
     async def wait_idle(self, conversation_id: str) -> None:
-        """Wait until the conversation has no run and no queued message."""
-        live = self._live.get(conversation_id)
-        while live and live.worker and not live.worker.done():
-            await asyncio.wait({live.worker})
+        """Wait until the conversation has no run and no queued message.
+
+        A run the database cut short is not idle: it continues once the database is back.
+        """
+        while True:
+            live = self._live.get(conversation_id)
+            if live and live.worker and not live.worker.done():
+                await asyncio.wait({live.worker})
+            elif conversation_id in self._outage and not self._closing:
+                await self._outage.wait()
+            else:
+                return
 
     async def aclose(self) -> None:
         """Stop every run (at shutdown); checkpoints keep everything already done."""
         self._closing = True
+        await self._outage.close()
         workers = [lv.worker for lv in self._live.values() if lv.worker and not lv.worker.done()]
         for worker in workers:
             worker.cancel()
@@ -197,7 +180,7 @@ class ConversationRunner:
             self._interject(live)
 
     @staticmethod
-    def _interject(live: _Live) -> None:
+    def _interject(live: Live) -> None:
         if live.run is None or live.run.done():
             return
         if live.working:
@@ -217,9 +200,19 @@ class ConversationRunner:
         value.update(text=text, message_id=message.id)
         return value
 
+    def _go_on_after_outage(self, cid: str) -> None:
+        """The database is back: continue the run it cut short, from its last checkpoint."""
+        live = self._live.get(cid)
+        if live is None or self._closing:
+            return
+        if not live.pending:
+            live.pending.append(Resume(None))
+        self._kick(cid)
+
     async def _work(self, cid: str) -> None:
         """The conversation's single worker: runs queued input until there is none."""
         live = self._live[cid]
+        waiting = False
         try:
             async with self.database.writer_lock(cid):
                 configurable = await self.settings(cid)
@@ -235,21 +228,29 @@ class ConversationRunner:
             await asyncio.shield(self._keep_partials(cid, live))
             raise
         except Exception as error:
-            log.exception("conversation %s failed", cid)
-            await self._emit(cid, "error", {"message": getattr(error, "message", str(error))})
+            if is_connection_error(error):
+                # Nothing to report to a log that is in the same database: wait for it.
+                waiting = True
+                self._outage.add(cid)
+                log.warning("conversation %s waits for the database: %s", cid, error)
+            else:
+                log.exception("conversation %s failed", cid)
+                await self._emit(cid, "error", {"message": getattr(error, "message", str(error))})
         finally:
-            if not self._closing:
+            if not self._closing and not waiting:
                 await self._finish(cid)
 
-    async def _next_input(self, cid: str, live: _Live, configurable: dict[str, Any]) -> Any:
+    async def _next_input(self, cid: str, live: Live, configurable: dict[str, Any]) -> Any:
         first = live.pending[0]
-        if isinstance(first, _Resume):
+        if isinstance(first, Resume):
             live.pending.pop(0)
             return first.value
+        # Read the state before taking messages off the queue: if the database fails here,
+        # they are still queued for when it is back.
+        snapshot = await self.graph.aget_state(self._config(cid, configurable))
         batch: list[HumanMessage] = []
         while live.pending and isinstance(live.pending[0], HumanMessage):
             batch.append(live.pending.pop(0))  # type: ignore[arg-type]
-        snapshot = await self.graph.aget_state(self._config(cid, configurable))
         if snapshot.interrupts:
             # The team was waiting for the person: the first message is the answer.
             answer, rest = batch[0], batch[1:]
@@ -259,18 +260,33 @@ class ConversationRunner:
         return {"messages": [*carried, *batch]}
 
     async def _run(
-        self, cid: str, live: _Live, run_input: Any, configurable: dict[str, Any]
+        self, cid: str, live: Live, run_input: Any, configurable: dict[str, Any]
     ) -> None:
-        await self.repository.set_conversation_status(cid, "running")
+        try:
+            await self.repository.set_conversation_status(cid, "running")
+        except Exception as unavailable:
+            if is_connection_error(unavailable):
+                live.pending.insert(0, Resume(run_input))  # run it once the database is back
+            raise
         await self._emit(cid, "status", {"state": "running"})
         live.cancel_pending = False
+        live.started = False
         live.run = asyncio.create_task(self._stream(cid, live, run_input, configurable))
         await asyncio.wait({live.run})
-        interjected = live.run.cancelled() or isinstance(live.run.exception(), _Interjected)
+        interjected = live.run.cancelled() or isinstance(live.run.exception(), Interjected)
         if interjected:
             await self._keep_partials(cid, live)
-        elif live.run.exception() is not None:
-            error = live.run.exception()
+        elif is_connection_error(error := live.run.exception()):
+            # Once a node started, the input is in a checkpoint: continue from there (the
+            # cut node runs again; its half-streamed text was never stored). Before that,
+            # the same input is handed over again.
+            live.pending.insert(0, Resume(None if live.started else run_input))
+            live.run = None
+            live.working.clear()
+            live.partial.clear()
+            assert error is not None
+            raise error
+        elif error is not None:
             log.error("run of %s failed: %r", cid, error)
             await self._emit(
                 cid, "error", {"message": f"The team hit an error: {error}", "recoverable": True}
@@ -280,7 +296,7 @@ class ConversationRunner:
         live.partial.clear()
 
     async def _stream(
-        self, cid: str, live: _Live, run_input: Any, configurable: dict[str, Any]
+        self, cid: str, live: Live, run_input: Any, configurable: dict[str, Any]
     ) -> None:
         stream = self.graph.astream(
             run_input,
@@ -299,11 +315,12 @@ class ConversationRunner:
             elif mode == "custom" and isinstance(chunk, dict) and chunk.get("kind"):
                 await self._emit(cid, chunk["kind"], chunk.get("data") or {})
 
-    async def _on_task(self, cid: str, live: _Live, task: dict[str, Any]) -> None:
+    async def _on_task(self, cid: str, live: Live, task: dict[str, Any]) -> None:
         name = task.get("name", "")
         if "input" in task:  # a node starts: everything before it is checkpointed
             if live.cancel_pending:
-                raise _Interjected
+                raise Interjected
+            live.started = True
             live.working.add(task["id"])
             if name in SPECIALISTS:
                 await self._emit(
@@ -316,7 +333,7 @@ class ConversationRunner:
                     cid, "typing", {"role": name, "speaker": display_name(name), "active": False}
                 )
 
-    async def _on_token(self, cid: str, live: _Live, chunk: Any) -> None:
+    async def _on_token(self, cid: str, live: Live, chunk: Any) -> None:
         message, metadata = chunk
         role = metadata.get("langgraph_node")
         text = message.text if hasattr(message, "text") else ""
@@ -326,7 +343,7 @@ class ConversationRunner:
         partial = live.partial.get(message_id)
         if partial is None:
             turn = live.turn or {}
-            partial = _Partial(role=role, phase=live.phase, kind=turn.get("kind"))
+            partial = Partial(role=role, phase=live.phase, kind=turn.get("kind"))
             live.partial[message_id] = partial
         partial.text += text
         await self._emit(
@@ -335,7 +352,7 @@ class ConversationRunner:
             {"message_id": message_id, "role": role, "speaker": display_name(role), "text": text},
         )
 
-    async def _on_update(self, cid: str, live: _Live, chunk: dict[str, Any]) -> None:
+    async def _on_update(self, cid: str, live: Live, chunk: dict[str, Any]) -> None:
         for node, update in chunk.items():
             if node == "__interrupt__":
                 for item in update:
@@ -355,7 +372,7 @@ class ConversationRunner:
                 live.partial.pop(str(message.id), None)
                 await self._emit(cid, "message", await self._store(cid, message))
 
-    async def _keep_partials(self, cid: str, live: _Live) -> None:
+    async def _keep_partials(self, cid: str, live: Live) -> None:
         """What a cancelled specialist already streamed stays, marked interrupted."""
         for message_id, partial in list(live.partial.items()):
             if not partial.text.strip():
@@ -404,5 +421,8 @@ class ConversationRunner:
             return
         try:
             await self.sink(StudioEvent(kind=kind, conversation_id=cid, data=data))
-        except Exception:  # a broken client must never break the conversation
-            log.exception("event sink failed")
+        except Exception as error:  # a broken client must never break the conversation
+            if is_connection_error(error):  # the event log is in the database that is away
+                log.debug("event %s of %s not stored: %s", kind, cid, error)
+            else:
+                log.exception("event sink failed")

@@ -16,7 +16,7 @@ from collections.abc import Coroutine, Generator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 from uuid import UUID
 
 import psycopg
@@ -25,6 +25,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from creative_studio.store.availability import DatabaseMonitor, Listener, SupervisedPool
 from creative_studio.store.embedded_postgres import start_embedded_postgres
 from creative_studio.store.leases import Leases, WriterLock
 from creative_studio.store.migrations import (
@@ -34,35 +35,31 @@ from creative_studio.store.migrations import (
     _session_advisory_lock,
 )
 
-if TYPE_CHECKING:
-    pass
-
-
 __all__ = ["Database"]
 
 logger = logging.getLogger(__name__)
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
-# --------------------------------------------------------------------------------------------
-
-
 _IDLE_CHECK_AFTER_S = 2.0
+# A lost connection is retried with backoff (1, 2, 4 s...) for this long, then its slot is
+# given back and the pool grows again on demand with a fresh attempt: after a long outage
+# the pool reconnects within seconds of the server's return, not after a minutes-long backoff.
+_RECONNECT_TIMEOUT_S = 10.0
 _returned_at: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
 
 
-def _connection_kwargs(embedded: bool) -> dict[str, Any]:
-    """Connection settings; the embedded server also commits asynchronously.
+def _connection_kwargs() -> dict[str, Any]:
+    """Connection settings: what the checkpointer needs, on every server.
 
-    ``synchronous_commit=off`` only risks the last few hundred milliseconds of commits if
-    the *Postgres server or the machine* crashes; a killed studio process loses nothing
-    (its commits are in the server's WAL buffers). For the local embedded server that
-    trade buys ~1.5 ms per graph step; an external DATABASE_URL keeps its own setting.
+    Commits are synchronous, the embedded server's included. ``synchronous_commit=off``
+    saved ~0.25 ms per commit here (~1.5 ms per graph step), but a killed *server* then loses
+    its last few hundred milliseconds of commits - measured: a message the API had already
+    served vanished after a kill -9 of the postmaster, and event ids could be handed out
+    again. Now that the studio restarts a killed server and carries on, what it acknowledged
+    must survive that.
     """
-    kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
-    if embedded:
-        kwargs["options"] = "-c synchronous_commit=off"
-    return kwargs
+    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 
 
 async def _note_return(conn: AsyncConnection[Any]) -> None:
@@ -93,6 +90,7 @@ class Database:
         checkpointer: AsyncPostgresSaver,
         embedded: bool,
         data_dir: Path,
+        monitor: DatabaseMonitor | None = None,
     ) -> None:
         self.url = url
         self.pool = pool
@@ -100,6 +98,8 @@ class Database:
         self.embedded = embedded
         self.data_dir = data_dir
         self.leases = Leases(pool)
+        # Watches the server, restarts the embedded one, and says when it is back.
+        self.monitor = monitor or DatabaseMonitor(url)
 
     @classmethod
     def open(
@@ -125,13 +125,14 @@ class Database:
             # server's own message, instead of a pool timeout 30 s later.
             probe = await AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
             await probe.close()
-        pool: Pool = AsyncConnectionPool(
+        monitor = DatabaseMonitor(url, embedded_data_dir=data_dir if embedded else None)
+        pool = SupervisedPool(
             url,
             min_size=min(2, max_pool_size),
             max_size=max_pool_size,
             # The checkpointer's own migrations use CREATE INDEX CONCURRENTLY (needs
             # autocommit) and read rows as dicts; prepare_threshold=0 is what langgraph uses.
-            kwargs=_connection_kwargs(embedded),
+            kwargs=_connection_kwargs(),
             connection_class=AsyncConnection[DictRow],
             # Check a connection that sat idle as it leaves the pool: after a server restart
             # (or a killed embedded postmaster) its first query would fail on a dead socket.
@@ -139,9 +140,12 @@ class Database:
             # checkpoint write checks one out).
             check=_check_if_idle,
             reset=_note_return,
+            reconnect_timeout=_RECONNECT_TIMEOUT_S,
+            reconnect_failed=lambda _pool: monitor.suspect(),
             open=False,
             name="creative-studio",
         )
+        pool.attach(monitor)
         await pool.open(wait=True, timeout=30)
         try:
             checkpointer = AsyncPostgresSaver(pool)
@@ -154,16 +158,33 @@ class Database:
         except BaseException:
             await pool.close()
             raise
+        monitor.start()
         return cls(
-            url=url, pool=pool, checkpointer=checkpointer, embedded=embedded, data_dir=data_dir
+            url=url,
+            pool=pool,
+            checkpointer=checkpointer,
+            embedded=embedded,
+            data_dir=data_dir,
+            monitor=monitor,
         )
 
+    @property
+    def available(self) -> bool:
+        """False while the database is known to be unreachable (see store/availability.py)."""
+        return self.monitor.up
+
+    def on_recovered(self, listener: Listener) -> None:
+        """Call ``listener`` whenever the database is back after an outage."""
+        self.monitor.on_recovered(listener)
+
     async def close(self) -> None:
-        """Close the pool. An embedded server keeps running until the process exits.
+        """Stop watching, close the pool. An embedded server keeps running until exit.
 
         Other Database objects in this process may share that server, and stopping it takes a
-        checkpoint; the atexit hook of embedded-postgres stops it when the studio exits.
+        checkpoint; the atexit hook of embedded-postgres stops it when the studio exits (if
+        no other live studio process uses it).
         """
+        await self.monitor.stop()
         await self.pool.close()
 
     async def __aenter__(self) -> Self:

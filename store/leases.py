@@ -10,7 +10,9 @@ row (``conversation_leases``) with an owner and an expiry, renewed while the run
 * renewed every ``ttl / 3`` seconds by a background task; released on exit;
 * a studio that was killed leaves its row behind: it expires after ``ttl`` seconds, and a
   process on the same host whose pid is gone is recognised as dead at once (so a restart
-  continues a conversation immediately).
+  continues a conversation immediately);
+* a release that failed because the database was away leaves this process's own row
+  behind: the same Leases object takes it back at once when it continues the conversation.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class Leases:
         self.ttl = ttl
         # host/pid/instance: two Database objects in one process are two owners.
         self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid4().hex[:8]}"
+        self._held: set[str] = set()
 
     async def _take(self, key: str, *, steal_from: str | None = None) -> bool:
         async with self.pool.connection() as conn:
@@ -149,21 +152,31 @@ class Leases:
     async def hold(self, conversation_id: str | UUID) -> AsyncIterator[WriterLock]:
         """Be the only writer of ``conversation_id``, or fail at once with ConversationBusyError."""
         key = conversation_key(conversation_id)
-        taken = await self._take(key)
-        if not taken:
-            holder = await self._holder(key)
-            if holder and _owner_is_dead(holder):
-                taken = await self._take(key, steal_from=holder)
-        if not taken:
-            raise ConversationBusyError(
-                f"Conversation {conversation_id} is already running in another studio "
-                "process (or another request); wait for it to finish or stop it first."
-            )
+        busy = ConversationBusyError(
+            f"Conversation {conversation_id} is already running in another studio "
+            "process (or another request); wait for it to finish or stop it first."
+        )
+        if key in self._held:  # held (or being taken) by this process already
+            raise busy
+        self._held.add(key)
+        try:
+            taken = await self._take(key)
+            if not taken:
+                holder = await self._holder(key)
+                # Our own row while we hold nothing: its release failed (database away).
+                if holder and (holder == self.owner or _owner_is_dead(holder)):
+                    taken = await self._take(key, steal_from=holder)
+            if not taken:
+                raise busy
+        except BaseException:
+            self._held.discard(key)
+            raise
         lock = WriterLock(key, self.owner, self.pool)
         renewer = asyncio.create_task(self._renew(lock), name=f"lease-{key}")
         try:
             yield lock
         finally:
+            self._held.discard(key)
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer

@@ -10,16 +10,35 @@ from typing import Any
 import pytest
 
 from tests.api_server import ApiServer, Sse, sse_events
+from tests.comfyui_double import ComfyUIDouble
 from tests.fakes import make_provider
 
 REQUEST = "a cyberpunk street at night, neon signs"
 DONE = {"complete", "waiting", "idle"}
+_COMFY: list[ComfyUIDouble] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _comfyui():
+    """A ComfyUI (the wire double) for the module, so conversations end with their image."""
+    double = ComfyUIDouble()
+    double.start()
+    _COMFY.append(double)
+    yield double
+    double.stop()
+    _COMFY.clear()
+
+
+def comfy_url() -> str:
+    return _COMFY[0].url
 
 
 @pytest.fixture
 async def server(fresh_db_url: str, tmp_path: Path):
     provider, _ = make_provider(delay=0.002)
-    api = await ApiServer(fresh_db_url, tmp_path, provider=provider).start()
+    api = await ApiServer(
+        fresh_db_url, tmp_path, comfyui_url=comfy_url(), provider=provider
+    ).start()
     yield api
     await api.stop()
 
@@ -147,7 +166,9 @@ async def test_a_restart_mid_conversation_continues_and_the_stream_catches_up(
     fresh_db_url: str, tmp_path: Path
 ):
     provider, _ = make_provider(delay=0.02)
-    first = await ApiServer(fresh_db_url, tmp_path, provider=provider).start()
+    first = await ApiServer(
+        fresh_db_url, tmp_path, comfyui_url=comfy_url(), provider=provider
+    ).start()
     async with first.client() as client:
         cid = await new_conversation(client)
         seen: list[Sse] = []
@@ -156,7 +177,9 @@ async def test_a_restart_mid_conversation_continues_and_the_stream_catches_up(
             if sum(1 for e in seen if e.event == "message") >= 4:
                 break
     await first.stop()  # mid-stream: Saga or Frame is talking
-    second = await ApiServer(fresh_db_url, tmp_path, provider=provider, port=first.port).start()
+    second = await ApiServer(
+        fresh_db_url, tmp_path, comfyui_url=comfy_url(), provider=provider, port=first.port
+    ).start()
     try:
         async with second.client() as client:
             rest = await asyncio.wait_for(
@@ -372,17 +395,23 @@ async def test_cancel_stops_the_team_and_resume_continues(server: ApiServer):
         assert detail["phase"] == "complete"
 
 
-async def test_health_reports_each_component(server: ApiServer):
-    async with server.client() as client:
-        health = (await client.get("/api/health")).json()
-        assert health["database"]["ok"] is True
-        assert health["ollama"]["ok"] is False and "127.0.0.1:9" in health["ollama"]["detail"]
-        assert health["comfyui"]["ok"] is False and "queued" in health["comfyui"]["detail"]
+async def test_health_reports_each_component(fresh_db_url: str, tmp_path: Path):
+    api = await ApiServer(fresh_db_url, tmp_path).start()  # no ComfyUI, no Ollama there
+    try:
+        async with api.client() as client:
+            health = (await client.get("/api/health")).json()
+    finally:
+        await api.stop()
+    assert health["database"]["ok"] is True
+    assert health["ollama"]["ok"] is False and "127.0.0.1:9" in health["ollama"]["detail"]
+    assert health["comfyui"]["ok"] is False and "queued" in health["comfyui"]["detail"]
 
 
 async def test_a_token_protects_every_api_request(fresh_db_url: str, tmp_path: Path):
     provider, _ = make_provider()
-    api = await ApiServer(fresh_db_url, tmp_path, provider=provider, api_token="s3cret").start()
+    api = await ApiServer(
+        fresh_db_url, tmp_path, comfyui_url=comfy_url(), provider=provider, api_token="s3cret"
+    ).start()
     try:
         async with api.client() as client:
             refused = await client.get("/api/sessions")
@@ -426,7 +455,9 @@ async def test_an_absent_person_pauses_the_discussion_until_they_are_back(
     fresh_db_url: str, tmp_path: Path
 ):
     provider, _ = make_provider(delay=0.05)
-    api = await ApiServer(fresh_db_url, tmp_path, provider=provider).start()
+    api = await ApiServer(
+        fresh_db_url, tmp_path, comfyui_url=comfy_url(), provider=provider
+    ).start()
     try:
         async with api.client() as client:
             cid = await new_conversation(client, preferences={"pause_after_idle_seconds": 30})

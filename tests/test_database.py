@@ -269,6 +269,23 @@ async def test_a_killed_writers_lease_is_taken_over_at_once(database: Database) 
         assert await lock.is_held()
 
 
+async def test_a_lease_whose_release_failed_is_taken_back_by_its_owner(database: Database) -> None:
+    """The database was away when the run ended: our own row stayed behind. Continuing the
+    conversation once it is back must not find it "busy" for the lease's remaining ttl."""
+    cid = str(uuid4())
+    async with database.pool.connection() as conn:
+        await conn.execute(
+            "insert into conversation_leases (conversation_id, owner, expires_at)"
+            " values (%s, %s, now() + interval '1 hour')",
+            (cid, database.leases.owner),
+        )
+    async with database.writer_lock(cid) as lock:
+        assert await lock.is_held()
+        with pytest.raises(ConversationBusyError):  # while it is held, it is still exclusive
+            async with database.writer_lock(cid):
+                pass
+
+
 async def test_an_expired_lease_is_taken_over_and_a_live_one_is_not(database: Database) -> None:
     expired, live = str(uuid4()), str(uuid4())
     async with database.pool.connection() as conn:

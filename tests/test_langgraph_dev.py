@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.comfyui_double import ComfyUIDouble
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,8 +27,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def langgraph_dev(tmp_path):
-    """Start `langgraph dev` on a free port in the repository, stop it afterwards."""
+def comfyui():
+    double = ComfyUIDouble()
+    double.start()
+    yield double
+    double.stop()
+
+
+@pytest.fixture
+def langgraph_dev(tmp_path, comfyui):
+    """Start `langgraph dev` on a free port in the repository, stop it afterwards.
+
+    Its ComfyUI is the wire double: the graph's ComfyUI node generates by itself there.
+    """
     cli = Path(sys.executable).parent / "langgraph"
     if not cli.exists():
         cli = Path(shutil.which("langgraph") or "langgraph")
@@ -36,6 +49,7 @@ def langgraph_dev(tmp_path):
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "LANGGRAPH_NO_VERSION_CHECK": "true",
         "CREATIVE_STUDIO_MODEL": "scripted",
+        "COMFYUI_URL": comfyui.url,
     }
     log = (tmp_path / "langgraph-dev.log").open("w")
     process = subprocess.Popen(
@@ -93,5 +107,7 @@ def test_langgraph_dev_serves_the_graph_and_streams_a_run(langgraph_dev):
         assert {"router", "style", "composition", "story", "technical", "critic"} <= set(nodes)
         state = client.get(f"/threads/{thread}/state").json()
         assert state["values"]["phase"] == "complete"
-        assert state["values"]["generation"]["status"] == "queued"
+        generation = state["values"]["generation"]
+        assert generation["status"] == "complete", generation
+        assert generation["outputs"][0]["url"].startswith("http://127.0.0.1:")
         assert "lighthouse" in state["values"]["plan"]["positive_prompt"]

@@ -5,23 +5,42 @@ from __future__ import annotations
 import httpx
 from fastapi import APIRouter
 
-from creative_studio.api.deps import StudioDep
+from creative_studio.api.deps import Studio, StudioDep
 from creative_studio.api.schemas import ComponentHealth, Health
+from creative_studio.core.errors import StudioError
+from creative_studio.store.availability import describe
 from creative_studio.tools.ollama import OllamaService
 
 router = APIRouter(tags=["health"])
 
 
+async def database_health(studio: Studio) -> ComponentHealth:
+    """Up (with which server), or down with the reason; never waits long, never raises."""
+    database = studio.database
+    kind = "embedded PostgreSQL" if database.embedded else "DATABASE_URL"
+    monitor = database.monitor
+    if not monitor.up:
+        return ComponentHealth(ok=False, detail=f"{kind} is unavailable: {monitor.reason}")
+    try:
+        async with database.pool.connection(timeout=5) as conn:
+            await conn.execute("select 1")
+    except Exception as error:
+        monitor.suspect()
+        reason = error.message if isinstance(error, StudioError) else describe(error)
+        return ComponentHealth(ok=False, detail=f"{kind} is unavailable: {reason}"[:400])
+    detail = kind
+    if monitor.last_outage_s is not None:
+        restarted = f", restarted {monitor.restarts}x" if monitor.restarts else ""
+        detail += (
+            f" (back after {monitor.outages} outage(s){restarted}; "
+            f"the last lasted {monitor.last_outage_s:.1f} s)"
+        )
+    return ComponentHealth(ok=True, detail=detail)
+
+
 @router.get("/health")
 async def health(studio: StudioDep) -> Health:
-    try:
-        async with studio.database.pool.connection(timeout=5) as conn:
-            await conn.execute("select 1")
-        database = ComponentHealth(
-            ok=True, detail="embedded PostgreSQL" if studio.database.embedded else "DATABASE_URL"
-        )
-    except Exception as error:
-        database = ComponentHealth(ok=False, detail=str(error)[:300])
+    database = await database_health(studio)
     status = await OllamaService(studio.settings.ollama_host, timeout=2).status()
     ollama = ComponentHealth(
         ok=status.reachable,
