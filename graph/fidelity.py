@@ -118,6 +118,11 @@ def check(plan: TechnicalPlan, wishes: PersonWishes) -> FidelityReport:
     for phrase in wishes.excluded():
         if _segment_stems(phrase) and _segment_stems(phrase) <= present:
             report.missing[f"without {phrase}"] = [phrase]
+    wished = set().union(*(w.term_stems for w in wishes.all())) if wishes.all() else set()
+    for segment in _segments(plan.negative_prompt):
+        words = _segment_stems(segment) - _CRAFT
+        if words and len(words & wished) * 2 >= len(words):
+            report.missing[f"not in the negative prompt: {segment}"] = sorted(words & wished)
     return report
 
 
@@ -184,7 +189,17 @@ def repair(
     while len(", ".join(parts)) > MAX_PROMPT_CHARS and body:
         parts.remove(body.pop())  # the model's own descriptors go first, the person's stay
     positive = ", ".join(parts) or (request.phrase if request else plan.positive_prompt)
-    negative = plan.negative_prompt
+    # The negative prompt must not fight the person: a small model once put the whole request
+    # there. Segments that are mostly the person's own wished-for words are taken out.
+    wished = set().union(*(w.term_stems for w in wishes.all())) if wishes.all() else set()
+    kept_negative = []
+    for segment in _segments(plan.negative_prompt):
+        words = _segment_stems(segment) - _CRAFT
+        if words and len(words & wished) * 2 >= len(words):
+            report.removed.append(f"negative: {segment}")
+            continue
+        kept_negative.append(segment)
+    negative = ", ".join(kept_negative)
     for phrase in wishes.excluded():
         if stem(phrase) not in {stem(s) for s in _segments(negative)}:
             negative = f"{negative}, {phrase}" if negative else phrase

@@ -273,3 +273,13 @@ async def test_models_that_cannot_judge_readiness_are_not_asked_to_vote():
     assert any("The ideas have settled" in m.text for m in state["messages"])
     assert state["phase"] == "complete" and state["plan"] is not None
     assert "vote" not in models["style"].kinds
+
+
+def test_the_negative_prompt_never_fights_the_request():
+    """A 0.5B model once wrote the whole request into the negative prompt."""
+    wishes = person_wishes([HumanMessage(CABIN, id="1")])
+    plan = TechnicalPlan(positive_prompt=CABIN, negative_prompt=f"blurry, {CABIN}, watermark")
+    assert not check(plan, wishes).faithful
+    repaired, _ = repair(plan, wishes, conversation=leaks.allowed_stems([HumanMessage(CABIN)]))
+    assert repaired.negative_prompt == "blurry, watermark"
+    assert check(repaired, wishes).faithful
