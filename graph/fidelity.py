@@ -118,12 +118,20 @@ def check(plan: TechnicalPlan, wishes: PersonWishes) -> FidelityReport:
     for phrase in wishes.excluded():
         if _segment_stems(phrase) and _segment_stems(phrase) <= present:
             report.missing[f"without {phrase}"] = [phrase]
+    for segment, words in _fighting_negatives(plan.negative_prompt, wishes):
+        report.missing[f"not in the negative prompt: {segment}"] = sorted(words)
+    return report
+
+
+def _fighting_negatives(negative: str, wishes: PersonWishes) -> list[tuple[str, set[str]]]:
+    """Negative-prompt segments made mostly of the person's own wished-for words."""
     wished = set().union(*(w.term_stems for w in wishes.all())) if wishes.all() else set()
-    for segment in _segments(plan.negative_prompt):
+    out = []
+    for segment in _segments(negative):
         words = _segment_stems(segment) - _CRAFT
         if words and len(words & wished) * 2 >= len(words):
-            report.missing[f"not in the negative prompt: {segment}"] = sorted(words & wished)
-    return report
+            out.append((segment, words & wished))
+    return out
 
 
 def _covered(segment: str, required: set[str]) -> bool:
@@ -191,15 +199,9 @@ def repair(
     positive = ", ".join(parts) or (request.phrase if request else plan.positive_prompt)
     # The negative prompt must not fight the person: a small model once put the whole request
     # there. Segments that are mostly the person's own wished-for words are taken out.
-    wished = set().union(*(w.term_stems for w in wishes.all())) if wishes.all() else set()
-    kept_negative = []
-    for segment in _segments(plan.negative_prompt):
-        words = _segment_stems(segment) - _CRAFT
-        if words and len(words & wished) * 2 >= len(words):
-            report.removed.append(f"negative: {segment}")
-            continue
-        kept_negative.append(segment)
-    negative = ", ".join(kept_negative)
+    fighting = {segment for segment, _ in _fighting_negatives(plan.negative_prompt, wishes)}
+    report.removed.extend(f"negative: {segment}" for segment in fighting)
+    negative = ", ".join(s for s in _segments(plan.negative_prompt) if s not in fighting)
     for phrase in wishes.excluded():
         if stem(phrase) not in {stem(s) for s in _segments(negative)}:
             negative = f"{negative}, {phrase}" if negative else phrase
