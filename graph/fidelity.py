@@ -57,12 +57,8 @@ def _segment_stems(segment: str) -> set[str]:
     return {stem(w) for w in re.findall(r"[A-Za-z][A-Za-z'-]{2,}", segment)}
 
 
-def _prompt_stems(prompt: str) -> set[str]:
-    return _segment_stems(prompt)
-
-
 def missing_terms(prompt: str, wish: Wish) -> list[str]:
-    present = _prompt_stems(prompt)
+    present = _segment_stems(prompt)
     return [t for t in wish.terms if stem(t) not in present]
 
 
@@ -114,7 +110,7 @@ def check(plan: TechnicalPlan, wishes: PersonWishes) -> FidelityReport:
             report.missing[wish.phrase or wish.text] = missing
         elif wish.phrase:
             report.kept.append(wish.phrase)
-    present = _prompt_stems(prompt)
+    present = _segment_stems(prompt)
     for phrase in wishes.excluded():
         if _segment_stems(phrase) and _segment_stems(phrase) <= present:
             report.missing[f"without {phrase}"] = [phrase]

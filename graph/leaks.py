@@ -23,7 +23,7 @@ from langchain_core.messages import AnyMessage
 
 from creative_studio.core.text import content_words
 from creative_studio.graph.prompting import embedded_prompt_data, personas, team_prompts
-from creative_studio.graph.wishes import stem
+from creative_studio.graph.wishes import stem, stems
 
 _EXAMPLE_KEYS = ("example", "examples")
 
@@ -53,12 +53,12 @@ def example_vocabulary() -> frozenset[str]:
     """Stems of words that only prompt examples contain (not the instructions around them)."""
     sources = [team_prompts(), embedded_prompt_data()]
     example_words: set[str] = set()
-    instruction_words: set[str] = set(map(stem, content_words(_persona_text())))
+    instruction_words: set[str] = stems(_persona_text())
     for data in sources:
         for text in _strings(data, examples=True):
-            example_words |= {stem(w) for w in content_words(text)}
+            example_words |= stems(text)
         for text in _strings(data, examples=False):
-            instruction_words |= {stem(w) for w in content_words(text)}
+            instruction_words |= stems(text)
     return frozenset(example_words - instruction_words)
 
 
@@ -67,7 +67,7 @@ def allowed_stems(messages: Iterable[AnyMessage]) -> set[str]:
     allowed: set[str] = set()
     for message in messages:
         if message.type in ("human", "ai"):
-            allowed |= {stem(w) for w in content_words(message.text)}
+            allowed |= stems(message.text)
     return allowed
 
 
@@ -86,7 +86,7 @@ def strip_leaks(text: str, allowed: set[str]) -> tuple[str, set[str]]:
         return text, set()
     leaked_stems = {stem(w) for w in leaked}
     sentences = re.split(r"(?<=[.!?])\s+", text.strip())
-    kept = [s for s in sentences if not ({stem(w) for w in content_words(s)} & leaked_stems)]
+    kept = [s for s in sentences if not (stems(s) & leaked_stems)]
     return " ".join(kept).strip(), leaked
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import re
 
-from creative_studio.core.text import content_words
-from creative_studio.graph.wishes import stem
+from creative_studio.graph.wishes import stem, stems
 from creative_studio.workflows.plan import TechnicalPlan
 
 _GENERIC_TEXT = """
@@ -42,7 +41,7 @@ def is_concrete(reason: str, plan: TechnicalPlan | None = None, brief: str = "")
     Any content word beyond the vocabulary of vague hesitation counts ("the courier is
     missing", "the camera angle"); "our plan is still in progress" does not.
     """
-    said = {stem(w) for w in content_words(reason)} - _GENERIC
+    said = stems(reason) - _GENERIC
     return bool(said)
 
 

@@ -18,7 +18,7 @@ from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, Syste
 
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.state import StudioState, Turn, brief_of, plan_of
-from creative_studio.graph.wishes import person_wishes
+from creative_studio.graph.wishes import PersonWishes, person_wishes
 
 
 @dataclass(frozen=True)
@@ -158,11 +158,10 @@ def latest_user_text(state: StudioState) -> str:
     return ""
 
 
-def instruction_for(state: StudioState, turn: Turn) -> str:
+def instruction_for(state: StudioState, turn: Turn, wishes: PersonWishes) -> str:
     prompts = team_prompts()
     template: str = prompts["kinds"][turn.kind]
     plan = plan_of(state)
-    wishes = person_wishes(state.get("messages", []))
     directions = "; ".join(w.phrase for w in wishes.directions if w.phrase)
     instruction = template.format(
         user_message=latest_user_text(state)[:1000],
@@ -182,12 +181,13 @@ def instruction_for(state: StudioState, turn: Turn) -> str:
 def build_messages(state: StudioState, turn: Turn, config: Configuration) -> list[BaseMessage]:
     """The full prompt for one turn, prefix-first (see module docstring)."""
     persona = personas()[turn.speaker]
+    wishes = person_wishes(state.get("messages", []))
     closing = team_prompts()["closing"].format(
         name=persona.name,
         title=persona.title,
         voice=persona.voice,
         focus=persona.focus,
-        instruction=instruction_for(state, turn),
+        instruction=instruction_for(state, turn, wishes),
         directive=turn.directive,
         max_sentences=persona.max_sentences,
         kind=turn.kind,
@@ -200,7 +200,7 @@ def build_messages(state: StudioState, turn: Turn, config: Configuration) -> lis
         "user_message": latest_user_text(state)[:1000],
         # How the reply starts, for models that continue a given opening (the embedded
         # ones): the role's own angle, or an answer that takes up the person's words.
-        "prefill": prefill_for(state, turn),
+        "prefill": prefill_for(state, turn, wishes),
     }
     return [
         *shared_context(state, config),
@@ -208,19 +208,12 @@ def build_messages(state: StudioState, turn: Turn, config: Configuration) -> lis
     ]
 
 
-def latest_direction(state: StudioState) -> str:
-    """The person's latest words as a phrase ("more melancholic, a lone figure ...")."""
-    wishes = person_wishes(state.get("messages", []))
-    if wishes.directions:
-        return wishes.directions[-1].phrase
-    return wishes.request.phrase if wishes.request else ""
-
-
-def prefill_for(state: StudioState, turn: Turn) -> str:
+def prefill_for(state: StudioState, turn: Turn, wishes: PersonWishes) -> str:
     """The opening of a reply: answers take up the person's words, discussion turns the role."""
     persona = personas()[turn.speaker]
     if turn.kind == "answer_user":
-        phrase = latest_direction(state)
+        latest = wishes.latest()
+        phrase = latest.phrase if latest else ""
         return (
             persona.answer_opener.format(phrase=phrase) if phrase and persona.answer_opener else ""
         )

@@ -21,7 +21,7 @@ from typing import Literal
 
 from langchain_core.messages import AnyMessage
 
-from creative_studio.core.text import content_words
+from creative_studio.core.text import STOPWORDS, content_words
 
 WishSource = Literal["request", "direction"]
 
@@ -85,7 +85,7 @@ def key_terms(text: str) -> list[str]:
     for raw in re.findall(r"[A-Za-z][A-Za-z'-]{2,}", text):
         word = raw.lower().strip("'-")
         word = word[:-2] if word.endswith("'s") else word
-        if word in _VAGUE or word in _META or word not in content_words(word):
+        if len(word) < 3 or word in STOPWORDS or word in _VAGUE or word in _META:
             continue
         if word not in seen:
             seen.append(word)
@@ -117,6 +117,10 @@ class PersonWishes:
 
     def all(self) -> list[Wish]:
         return ([self.request] if self.request else []) + self.directions
+
+    def latest(self) -> Wish | None:
+        """What the person said last: the newest direction, else the request."""
+        return self.directions[-1] if self.directions else self.request
 
     def excluded(self) -> list[str]:
         out: list[str] = []

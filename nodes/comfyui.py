@@ -31,6 +31,7 @@ from creative_studio.graph.prompting import moderator, team_prompts
 from creative_studio.graph.state import (
     SPECIALISTS,
     GenerationRecord,
+    Phase,
     StudioState,
     TechnicalPlan,
     dump,
@@ -119,7 +120,7 @@ def _queued_only(plan: TechnicalPlan) -> dict[str, Any]:
     }
 
 
-def _final_phase(outcome: GenerationOutcome) -> str:
+def _final_phase(outcome: GenerationOutcome) -> Phase:
     """A generation that waits for ComfyUI keeps the conversation in "generating"."""
     return "generating" if outcome.status == "queued" else "complete"
 
@@ -224,7 +225,7 @@ async def comfyui(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     update: dict[str, Any] = {
         "generation": dump(record),
         "messages": _messages(outcome, record),
-        **enter_phase("generating" if outcome.status == "queued" else "complete"),
+        **enter_phase(_final_phase(outcome)),
     }
     if outcome.plan != plan:
         # What actually ran (installed checkpoint, smaller size after OOM) is what an

@@ -16,12 +16,12 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from creative_studio.core.text import clean_reply, content_words
+from creative_studio.core.text import clean_reply
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.leaks import allowed_stems, strip_leaks
 from creative_studio.graph.prompting import build_messages, moderator, personas
 from creative_studio.graph.state import StudioState, Turn, current_of
-from creative_studio.graph.wishes import person_wishes, stem
+from creative_studio.graph.wishes import person_wishes, stem, stems
 from creative_studio.tools.models import (
     CONNECTION_ERRORS,
     AssignmentProvider,
@@ -188,7 +188,7 @@ def answers_person(text: str, terms: tuple[str, ...]) -> bool:
         return False
     if not terms:
         return True
-    said = {stem(w) for w in content_words(text)}
+    said = stems(text)
     need = 1 if len(terms) <= 2 else 2
     return sum(1 for t in terms if stem(t) in said) >= need
 
@@ -218,7 +218,7 @@ def settle_reply(text: str, state: StudioState, turn: Turn) -> tuple[str, dict[s
     persona = personas()[turn.speaker]
     wishes = person_wishes(messages)
     if turn.kind == "answer_user":
-        latest = wishes.directions[-1] if wishes.directions else wishes.request
+        latest = wishes.latest()
         if latest is not None and not answers_person(text, latest.terms):
             rest = "" if _VOTE_HEAD.match(text) else text
             opener = persona.answer_opener.format(phrase=latest.phrase or latest.text)
