@@ -1,15 +1,18 @@
 """Workflows people exported from ComfyUI, kept in Postgres and used as templates.
 
-A person drops in a workflow saved with ComfyUI's "Export (API)"; the studio finds its
-prompt, sampler, size and seed inputs (``workflows.catalog.detect_parameters``), stores it
-in ``user_workflows`` and from then on a plan whose template is ``custom:<name>`` is built
-from it, filled from the plan and validated like every built-in template.
+A person drops in a workflow saved with ComfyUI's "Export (API)" — or with plain "Save"
+(the UI format), converted with the connected server's node list as ComfyUI's frontend
+would (``workflows.ui_format``) — the studio finds its prompt, sampler, size and seed
+inputs (``workflows.catalog.detect_parameters``), stores it in ``user_workflows`` and
+from then on a plan whose template is ``custom:<name>`` is built from it, filled from the
+plan and validated like every built-in template.
 
 Three things live here:
 
 * ``prepare`` turns what a person uploaded into a template, or refuses it with a sentence
-  they can act on: the UI-format export (the wrong button in ComfyUI), node types the
-  studio's whitelist does not allow (named), no prompt to fill.
+  they can act on: a UI-format graph that cannot be converted (a broken link, or no
+  server to read the node list from), node types the studio's whitelist does not allow
+  (named), no prompt to fill.
 * ``check_on_server`` builds the workflow once for the connected server, the same way a
   generation will, so problems are reported per node at upload time instead of at the
   first generation; what the builder would change (a missing checkpoint swapped for an
@@ -49,6 +52,7 @@ from creative_studio.workflows.server_info import (
     whitelist,
 )
 from creative_studio.workflows.spec import TemplateSpec
+from creative_studio.workflows.ui_format import from_ui_format
 
 __all__ = [
     "CUSTOM_PREFIX",
@@ -207,10 +211,13 @@ def check_whitelist(workflow: Workflow) -> None:
     )
 
 
-def prepare(name: str, workflow: Any) -> TemplateSpec:
-    """An uploaded workflow as a template named ``custom:<name>``, parameters detected."""
+def prepare(name: str, workflow: Any, server: ServerInfo | None = None) -> TemplateSpec:
+    """An uploaded workflow as a template named ``custom:<name>``, parameters detected.
+
+    ``server`` (the connected ComfyUI) is needed only for a UI-format upload.
+    """
     cleaned = check_name(name)
-    api = parse_workflow(workflow)
+    api = parse_workflow(from_ui_format(workflow, server))
     check_whitelist(api)
     spec = template_from_workflow(template_name(cleaned), api)
     spec.title = f"your workflow {cleaned}"

@@ -8,6 +8,7 @@ the connected ComfyUI server right away rather than at the first generation.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -26,6 +27,8 @@ from creative_studio.store.workflow_store import (
     prepare,
 )
 from creative_studio.tools.comfyui import ComfyUIError
+from creative_studio.workflows.server_info import ServerInfo
+from creative_studio.workflows.ui_format import is_ui_format
 from creative_studio.workflows.validation import WorkflowValidationError
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
@@ -47,7 +50,9 @@ class WorkflowIn(BaseModel):
     )
     workflow: dict[str, Any] = Field(
         description="The workflow as ComfyUI's Workflow > Export (API) writes it "
-        '({"3": {"class_type": "KSampler", "inputs": {...}}, ...}); not the UI format.'
+        '({"3": {"class_type": "KSampler", "inputs": {...}}, ...}), or as "Save" writes '
+        "it (the UI format: nodes, links, subgraphs), converted with the connected "
+        "server's node list and stored in the API format."
     )
 
 
@@ -101,18 +106,23 @@ def _store(studio: StudioDep) -> UserWorkflowStore:
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def upload_workflow(body: WorkflowIn, studio: StudioDep) -> WorkflowCreated:
-    """Store a workflow exported in API format, with its parameters detected.
+    """Store a workflow (API format, or UI format converted), with its parameters detected.
 
-    Refused (422) when it is the UI-format export, uses a node type the studio does not
+    Refused (422) when it is a UI-format graph that cannot be converted (or ComfyUI does
+    not answer, which the conversion needs), uses a node type the studio does not
     allow, has no prompt to fill, or — when ComfyUI answers — cannot run on that server
     (one sentence per problem node). 409 when the name is taken.
     """
     name = check_name(body.name)
-    spec = prepare(name, body.workflow)
+    ui_server: ServerInfo | None = None
+    if is_ui_format(body.workflow):  # converting it needs the server's node list first
+        with contextlib.suppress(ComfyUIError):
+            ui_server = await studio.comfyui.object_info()
+    spec = prepare(name, body.workflow, ui_server)
     warnings: list[str] = []
     checked = False
     try:
-        server = await studio.comfyui.object_info()
+        server = ui_server or await studio.comfyui.object_info()
     except ComfyUIError as error:
         warnings.append(
             f"ComfyUI did not answer ({error.message}), so the workflow was stored without "
