@@ -12,15 +12,9 @@ from langchain_core.messages import AnyMessage
 
 from creative_studio.core.events import EventKind, EventSink, StudioEvent
 from creative_studio.graph.prompting import personas, team_prompts
+from creative_studio.graph.state import role_of
 
 __all__ = ["EventKind", "EventSink", "StudioEvent", "display_name", "message_payload", "role_of"]
-
-
-def role_of(message: AnyMessage) -> str:
-    """The speaker role stored with a message: user, a specialist, or system."""
-    if message.type == "human":
-        return "user"
-    return message.name if message.name and message.name in personas() else "system"
 
 
 def display_name(role: str) -> str:
@@ -43,5 +37,5 @@ def message_payload(message: AnyMessage) -> dict[str, Any]:
         "phase": extra.pop("phase", None),
         "kind": extra.pop("kind", "user" if role == "user" else None),
         "interrupted": bool(extra.pop("interrupted", False)),
-        "metadata": {k: v for k, v in extra.items() if k != "speaker"},
+        "metadata": {k: v for k, v in extra.items() if k not in ("speaker", "role")},
     }

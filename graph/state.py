@@ -8,7 +8,7 @@ process from its last checkpoint.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from langchain_core.messages import AnyMessage
 from langgraph.channels.delta import DeltaChannel
@@ -178,6 +178,22 @@ class StudioInput(TypedDict):
     messages: Annotated[list[AnyMessage], MESSAGES_CHANNEL]
 
 
+def role_of(message: AnyMessage) -> Role:
+    """Who wrote a message: "user", a specialist role, or "system" (the studio itself).
+
+    Specialists' messages are *named* as the people they are (``name="Luna"``, what
+    Studio and agent-chat-ui show); the role is kept in ``additional_kwargs["role"]``.
+    Messages from before that (named by role, role in "speaker") read the same.
+    """
+    if message.type == "human":
+        return "user"
+    extra = message.additional_kwargs or {}
+    for candidate in (extra.get("role"), extra.get("speaker"), message.name):
+        if candidate in SPECIALISTS:
+            return cast(SpecialistRole, candidate)
+    return "system"
+
+
 def brief_of(state: StudioState) -> Brief:
     return Brief.model_validate(state.get("brief") or {})
 
@@ -237,5 +253,6 @@ __all__ = [
     "current_of",
     "dump",
     "plan_of",
+    "role_of",
     "verdict_of",
 ]

@@ -36,6 +36,7 @@ from creative_studio.graph.state import (
     consensus_of,
     dump,
     plan_of,
+    role_of,
 )
 
 DISCUSSION_KINDS = ("explore", "respond", "specifics", "answer_user")
@@ -45,7 +46,7 @@ HISTORY = 12  # earlier turns compared against
 
 
 def _specialist_turns(messages: list[AnyMessage]) -> list[AnyMessage]:
-    return [m for m in messages if m.type == "ai" and m.name in SPECIALISTS]
+    return [m for m in messages if m.type == "ai" and role_of(m) in SPECIALISTS]
 
 
 async def consensus(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
@@ -66,9 +67,9 @@ async def consensus(state: StudioState, config: RunnableConfig) -> dict[str, Any
         if meta.get("turn_kind") in VOTE_KINDS and role:
             stats.votes[role] = True
         update["consecutive_failures"] = state.get("consecutive_failures", 0) + 1
-    elif last.name in SPECIALISTS:
+    elif role_of(last) in SPECIALISTS:
         update["consecutive_failures"] = 0
-        role, kind, text = str(last.name), meta.get("kind"), last.text
+        role, kind, text = role_of(last), meta.get("kind"), last.text
         phase = state.get("phase")
         if kind in DISCUSSION_KINDS:
             earlier = [m.text for m in _specialist_turns(messages[:-1])][-HISTORY:]

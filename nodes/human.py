@@ -4,6 +4,11 @@ Two questions go to the person: "no consensus after N rounds, which option?" and
 with the approve_plans setting, "shall we generate this plan?". The graph pauses
 with the question as the interrupt payload; the answer comes back as the resume
 value (a string, or ``{"approved": bool, "feedback": str}`` / ``{"choice": str}``).
+
+Every question is also a message in the transcript, so chat UIs that show only messages
+(LangGraph Studio, agent-chat-ui) show it too: the router writes the no-consensus
+question with its options; the approval question is written here, in a first pass of
+this node (a node cannot write state before it interrupts), and the next pass asks.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from langgraph.types import interrupt
 
 from creative_studio.graph.phases import enter_phase
 from creative_studio.graph.state import StudioState, brief_of, dump
+from creative_studio.nodes.speaking import studio_message
 
 _NO = ("no", "nope", "not", "don't", "dont", "reject", "change", "wait", "stop")
 
@@ -37,9 +43,20 @@ def _approved(answer: Any) -> bool:
     return bool(first) and first[0].strip(".,!") not in _NO
 
 
+def _question_shown(state: StudioState, question: dict[str, Any]) -> bool:
+    recent = (state.get("messages") or [])[-6:]
+    return any(m.additional_kwargs.get("question_id") == question.get("id") for m in recent)
+
+
 async def ask_person(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     """Pause for the person's answer, then turn it into a decision the team follows."""
     question = state.get("question") or {}
+    if question.get("type") == "approve_plan" and not _question_shown(state, question):
+        text = str(question.get("question") or "")
+        shown = studio_message(
+            text, phase=state.get("phase", "review"), kind="question", question_id=question["id"]
+        )
+        return {"messages": [shown]}  # the router sends the graph straight back here
     answer = interrupt(question)
     text = _answer_text(answer)[:2000]
     # The runner stores the answer as the person's message first and passes its id,

@@ -10,6 +10,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from creative_studio.graph.builder import build_graph
+from creative_studio.graph.prompting import personas
+from creative_studio.graph.state import role_of
 from tests.fakes import APPROVE_JSON, PLAN_JSON, make_provider, run_turns
 
 REQUEST = "a cyberpunk street at night, neon signs"
@@ -44,7 +46,7 @@ async def test_request_goes_through_every_phase_to_a_queued_generation():
         "complete",
     ]
     state = (await graph.aget_state(config)).values
-    speakers = {m.name for m in state["messages"] if m.type == "ai"}
+    speakers = {role_of(m) for m in state["messages"] if m.type == "ai"}
     assert {"style", "composition", "story", "technical", "critic", "system"} <= speakers
     assert state["plan"]["sampler"] == "dpmpp_2m" and state["plan"]["seed"] == 42
     assert state["verdict"]["approved"] is True
@@ -54,12 +56,14 @@ async def test_request_goes_through_every_phase_to_a_queued_generation():
     prompt = state["generation"]["plan"]["positive_prompt"]
     assert prompt.startswith(REQUEST) and "rain" in prompt
     # Ideation let the three creatives explore before anyone else spoke.
-    first_turns = [m.name for m in state["messages"] if m.type == "ai"][:3]
+    first_turns = [role_of(m) for m in state["messages"] if m.type == "ai"][:3]
     assert first_turns == ["style", "composition", "story"]
     # Every specialist message carries its role, phase and turn kind.
     for message in state["messages"]:
         if message.type == "ai" and message.name != "system":
-            assert message.additional_kwargs["speaker"] == message.name
+            role = message.additional_kwargs["role"]
+            assert message.name == personas()[role].name  # named as the person
+            assert message.additional_kwargs["speaker"] == role
             assert message.additional_kwargs["phase"] in (
                 "ideation",
                 "refinement",
@@ -76,7 +80,7 @@ async def test_refinement_router_asks_a_precise_question_before_the_answer():
     texts = [m.text for m in messages]
     index = texts.index("Luna, what exact colour palette? Name three or four colours.")
     answer = messages[index + 1]
-    assert answer.name == "style" and answer.additional_kwargs["kind"] == "specifics"
+    assert role_of(answer) == "style" and answer.additional_kwargs["kind"] == "specifics"
     assert "Team, are we ready to generate?" in texts
 
 
@@ -252,7 +256,9 @@ async def test_the_person_interjecting_is_answered_first_by_the_relevant_special
     await send(graph, config, REQUEST)
     trace = await send(graph, config, "Frame, try a low camera angle instead")
     first_ai = trace.messages[0] if trace.messages[0].name != "system" else trace.messages[1]
-    assert first_ai.name == "composition" and first_ai.additional_kwargs["kind"] == "answer_user"
+    assert (
+        role_of(first_ai) == "composition" and first_ai.additional_kwargs["kind"] == "answer_user"
+    )
     frame = models["composition"]
     answer_prompt = frame.prompts[frame.kinds.index("answer_user")][-1].text
     assert "Frame, try a low camera angle instead" in answer_prompt

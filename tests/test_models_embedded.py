@@ -75,7 +75,13 @@ async def test_a_short_conversation_with_the_default_embedded_model(models_dir: 
 
     assert not [m for m in state["messages"] if m.additional_kwargs.get("kind") == "unavailable"]
     spoken = [m for m in state["messages"] if m.type == "ai" and m.name not in (None, "system")]
-    assert {m.name for m in spoken} == {"style", "composition", "story", "technical", "critic"}
+    assert {m.additional_kwargs["role"] for m in spoken} == {
+        "style",
+        "composition",
+        "story",
+        "technical",
+        "critic",
+    }
     assert all(m.text.strip() and m.text != "…" for m in spoken)
     model = EMBEDDED_MODELS[DEFAULT_EMBEDDED]
     assert {m.additional_kwargs["metadata"]["model"] for m in spoken} == {
@@ -83,7 +89,7 @@ async def test_a_short_conversation_with_the_default_embedded_model(models_dir: 
     }
     # On topic: the creatives pick up the request's words.
     topic = content_words(REQUEST)
-    on_topic = {m.name for m in spoken if content_words(m.text) & topic}
+    on_topic = {m.additional_kwargs["role"] for m in spoken if content_words(m.text) & topic}
     assert len(on_topic & {"style", "composition", "story"}) >= 2, [m.text for m in spoken]
     # Pixel's plan came out of the JSON grammar, parses and validates, and is about the request.
     plan = TechnicalPlan.model_validate(state["plan"])

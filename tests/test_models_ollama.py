@@ -88,7 +88,7 @@ async def test_ollama_specialists_stream_tokens_and_keep_ollamas_counters(ollama
     luna_tokens = [text for node, text in trace.tokens if node == "style"]
     assert "".join(luna_tokens[:7]).startswith("Magenta and cyan neon")
     assert len(luna_tokens) > 5
-    luna = next(m for m in state["messages"] if m.name == "style")
+    luna = next(m for m in state["messages"] if m.additional_kwargs.get("role") == "style")
     meta = luna.additional_kwargs["metadata"]
     assert meta["eval_count"] == len(LINES["Luna"].split())
     assert meta["prompt_eval_count"] > 50 and meta["total_duration"] == 4883583458
@@ -124,7 +124,7 @@ async def test_a_missing_model_is_named_with_the_pull_command_and_the_others_go_
         f"Saga is unavailable: the model 'llama3.1:8b' is not installed on Ollama at {ollama.url}. "
         "Run `ollama pull llama3.1:8b`, or assign an installed model to this role in settings"
     )
-    assert {m.name for m in state["messages"] if m.type == "ai"} >= {
+    assert {m.additional_kwargs.get("role") for m in state["messages"] if m.type == "ai"} >= {
         "style",
         "composition",
         "technical",
