@@ -28,7 +28,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from creative_studio.api.signals import Terminated, raise_terminated, read_lines, run_async
-from creative_studio.api.terminal import TerminalView
+from creative_studio.api.terminal import TerminalView, expect_parked, wait_for_generation
 from creative_studio.core.errors import InvalidInputError, StudioError
 from creative_studio.core.events import StudioEvent
 from creative_studio.core.roles import SPECIALISTS
@@ -85,6 +85,8 @@ async def _step(
         return True
     getter.cancel()
     await asyncio.wait({getter})  # never swallows a cancellation of this task itself
+    if view.generation_waiting and view.status != "complete":
+        return await wait_for_generation(view, lines)
     if view.status == "complete":
         await _show_result(view, runner, cid)
         if interactive:
@@ -144,6 +146,7 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
             )
             conversation = await repo.create_conversation(session.id, title=args.request)
         cid = str(conversation.id)
+        await expect_parked(view, graph, cid)
         console.print(f"[dim]Conversation {cid} · type to interject, Ctrl-D to finish[/]")
         await provider.ensure_ready()
         _show_models(console, provider, Configuration.model_validate(await runner.settings(cid)))

@@ -37,6 +37,9 @@ class TerminalView:
         self.progress_shown = -1
         self.last_generation_status: str | None = None
         self.changed = asyncio.Event()
+        # A generation waits for ComfyUI: the chat stays until it ends (or the person quits).
+        self.generation_waiting = False
+        self._generation_settled = asyncio.Event()
 
     def _header(self, role: str, speaker: str) -> None:
         colour = ROLE_COLOURS.get(role, "white")
@@ -78,7 +81,9 @@ class TerminalView:
             self.console.print(f"[bold red]Error:[/] {data.get('message')}")
         elif event.kind == "generation_progress":
             self._progress(data)
+            self._follow_generation(str(data.get("status") or ""), data.get("connection"))
         elif event.kind == "generation_done":
+            self._follow_generation("complete", None)
             self._end_stream()
             for output in data.get("outputs") or []:
                 where = output.get("storage_url") or output.get("url") or output.get("path")
@@ -88,6 +93,23 @@ class TerminalView:
             if self.status == "running":
                 self.result_shown = False
         self.changed.set()
+
+    def expect_generation(self) -> None:
+        """The conversation's generation waits for ComfyUI (told by the state at start)."""
+        self.generation_waiting = True
+        self._generation_settled.clear()
+
+    def _follow_generation(self, status: str, connection: Any) -> None:
+        if status == "queued" and connection == "unreachable":
+            self.expect_generation()
+        elif status in ("complete", "failed", "cancelled"):
+            self.generation_waiting = False
+            self._generation_settled.set()
+
+    async def generation_settled(self) -> None:
+        """Until the generation that waited for ComfyUI has ended."""
+        if self.generation_waiting:
+            await self._generation_settled.wait()
 
     def _progress(self, data: dict[str, Any]) -> None:
         """'Generating... 45%', at most one line per tenth, so a long run stays readable."""
@@ -145,3 +167,46 @@ class TerminalView:
             if value not in (None, [], ""):
                 table.add_row(key, str(value))
         self.console.print(table)
+
+
+QUIT_WORDS = ("/quit", "/exit", "quit", "exit")
+
+
+async def expect_parked(view: TerminalView, graph: Any, conversation_id: str) -> None:
+    """A conversation opened again whose generation still waits for ComfyUI: wait for it."""
+    state = (await graph.aget_state({"configurable": {"thread_id": conversation_id}})).values
+    generation = (state or {}).get("generation") or {}
+    if generation.get("waiting_for_server") and generation.get("status") in ("queued", "running"):
+        view.expect_generation()
+
+
+async def wait_for_generation(view: TerminalView, lines: asyncio.Queue[str | None]) -> bool:
+    """The team is idle and the generation waits for ComfyUI: stay until it ends.
+
+    Typing talks to the team as always (True: the caller sends the line); "quit" or Ctrl-C
+    leaves (False; the generation stays queued and the studio runs it when it next starts).
+    A closed input (``chat < file``) does not end the wait: only the generation does.
+    """
+    view.console.print(
+        "[dim]Waiting for the generation: it starts by itself when ComfyUI is back "
+        "(type quit or press Ctrl-C to leave; it will still run later).[/]"
+    )
+    settled = asyncio.ensure_future(view.generation_settled())
+    getter = asyncio.ensure_future(lines.get())
+    try:
+        done, _ = await asyncio.wait({settled, getter}, return_when=asyncio.FIRST_COMPLETED)
+        if settled in done:
+            return True  # the result arrives as the team's message; the loop shows it
+        line = getter.result()
+        if line is None:  # no more input: wait for the generation alone
+            await settled
+            await lines.put(None)  # then end as a closed input does
+            return True
+        if line.strip().lower() in QUIT_WORDS:
+            return False
+        await lines.put(line)  # handled by the next turn of the loop, as any message
+        return True
+    finally:
+        for waiting in (settled, getter):
+            if not waiting.done():
+                waiting.cancel()

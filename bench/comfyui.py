@@ -7,6 +7,9 @@
   the point where the API's SSE stream writes it out. Same process, same clock.
 * Builder: ``build()`` (fill the template, fit the plan to the server, validate against
   the real object_info of ComfyUI 0.3.64) per template.
+* Event log per generation: rows and bytes a generation adds to ``conversation_events``
+  (the double sends a preview frame per step; frames are live only, never stored), and
+  how many frames an SSE client saw meanwhile.
 
     python -m bench.comfyui            # prints a table, updates docs/benchmarks.md
 """
@@ -144,6 +147,79 @@ async def sse_latency(iterations: int) -> dict[str, Any]:
     return _summary(samples)
 
 
+async def event_log_per_generation(iterations: int) -> dict[str, Any]:
+    """Rows and bytes each generation adds to the event log, previews on, over the API."""
+    from tests.api_server import ApiServer, sse_events
+
+    double = ComfyUIDouble(step_delay=0.02, previews=True).start()
+    rows: list[int] = []
+    sizes: list[int] = []
+    frames = 0
+    with tempfile.TemporaryDirectory() as data_dir:
+        database = await Database.open(None, Path(data_dir))
+        url = database.url
+        await database.close()
+        provider, _ = make_provider()
+        api = await ApiServer(
+            url, Path(data_dir), provider=provider, comfyui_url=double.url
+        ).start()
+        try:
+            async with api.client() as client:
+                session = (await client.post("/api/sessions", json={"name": "bench"})).json()
+                conversation = await client.post(
+                    f"/api/sessions/{session['id']}/conversations", json={}
+                )
+                cid = conversation.json()["id"]
+                last = None
+                for index in range(iterations):
+                    text = REQUEST if index == 0 else "make the neon brighter"
+                    await client.post(f"/api/conversations/{cid}/messages", json={"content": text})
+                    generation_id = None
+                    async for event in sse_events(
+                        client,
+                        f"/api/conversations/{cid}/events",
+                        last_event_id=last,
+                        previews=True,
+                    ):
+                        if event.preview_id:
+                            frames += 1
+                            continue
+                        last = event.id
+                        if event.event == "generation_done":
+                            generation_id = event.data["generation_id"]
+                            break
+                    async with api.studio.database.pool.connection() as conn:
+                        cur = await conn.execute(
+                            "select count(*) as n, coalesce(sum(octet_length(data::text)), 0)"
+                            " as b from conversation_events where conversation_id = %s"
+                            " and data->>'generation_id' = %s",
+                            (cid, generation_id),
+                        )
+                        row = await cur.fetchone()
+                    assert row is not None
+                    rows.append(int(row["n"]))
+                    sizes.append(int(row["b"]))
+        finally:
+            await api.stop()
+            await stop_embedded_postgres(Path(data_dir))
+            double.stop()
+    return {
+        "generations": iterations,
+        "steps": sum(1 for item in _recorded_progress()),
+        "rows": statistics.median(rows),
+        "bytes": statistics.median(sizes),
+        "max_bytes": max(sizes),
+        "frames_seen": frames,
+    }
+
+
+def _recorded_progress() -> list[Any]:
+    from tests.comfyui_double import fixture
+
+    run = fixture("ws_transcript_ksampler.json")["runs"][0]["ws"]
+    return [m for m in run if m["msg"]["type"] == "progress"]
+
+
 def builder_times(repeat: int) -> list[tuple[str, float, float]]:
     server = (
         ServerInfo(object_info())
@@ -181,6 +257,7 @@ def main() -> None:
     args = parser.parse_args()
     result = asyncio.run(latency(args.iterations))
     over_sse = asyncio.run(sse_latency(args.iterations))
+    log = asyncio.run(event_log_per_generation(max(2, args.iterations // 2)))
     builds = builder_times(args.repeat)
     lines = [
         "Progress latency: websocket `progress` message sent by the ComfyUI double -> the "
@@ -203,6 +280,16 @@ def main() -> None:
         f"| median | {over_sse['median_ms']:.2f} ms |",
         f"| p90 | {over_sse['p90_ms']:.2f} ms |",
         f"| max | {over_sse['max_ms']:.2f} ms |",
+        "",
+        "Event log per generation (previews on: the double sends a JPEG frame after each of "
+        f"its {log['steps']} recorded sampler steps; frames go live to SSE clients and are never "
+        f"stored), median of {log['generations']} generations:",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| rows per generation | {log['rows']:.0f} |",
+        f"| bytes per generation | {log['bytes']:,.0f} (max {log['max_bytes']:,}) |",
+        f"| preview frames an SSE client saw | {log['frames_seen']} |",
         "",
         "Builder + validation against the real object_info (478 node types), per workflow, "
         f"median of {args.repeat}:",

@@ -16,28 +16,35 @@ as a queued generation and says so, as before.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from uuid import uuid4
 
-from langchain_core.messages import AIMessage
+from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
 from creative_studio.core.errors import StudioError
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.phases import enter_phase
-from creative_studio.graph.prompting import moderator, team_prompts
+from creative_studio.graph.prompting import moderator
 from creative_studio.graph.state import (
     SPECIALISTS,
     GenerationRecord,
-    Phase,
     StudioState,
     TechnicalPlan,
     dump,
     plan_of,
 )
 from creative_studio.nodes.comfyui_direct import DirectComfyUI
+from creative_studio.nodes.comfyui_outcome import (
+    final_phase,
+    late_update,
+    line,
+    messages,
+    record_of,
+)
 from creative_studio.nodes.speaking import provider_from, studio_message
 from creative_studio.workflows.run import GenerationOutcome, GenerationSettings
 
@@ -61,22 +68,8 @@ class GenerationBackend(Protocol):
         request_key: str | None = None,
         unload_models: Sequence[str] = (),
         ollama_host: str | None = None,
+        explicit: Sequence[str] | None = None,
     ) -> GenerationOutcome | None: ...
-
-
-# Studio lines of this node. graph/prompts/team.toml [moderator] may override each key.
-_LINES = {
-    "generation_done": "Done: {count} {what} ({template}, {width}x{height}, seed {seed}).",
-    "generation_failed": "Generation failed: {error}",
-    "generation_cancelled": "Generation cancelled.",
-    "generation_waiting": "The generation waits for ComfyUI and will start by itself when it is back.",
-}
-
-
-def line(key: str, **values: Any) -> str:
-    """A studio line from team.toml when it has one, else the built-in wording."""
-    template = str(team_prompts().get("moderator", {}).get(key) or _LINES[key])
-    return template.format(**values)
 
 
 def ollama_models(config: RunnableConfig) -> tuple[list[str], str | None]:
@@ -120,49 +113,35 @@ def _queued_only(plan: TechnicalPlan) -> dict[str, Any]:
     }
 
 
-def _final_phase(outcome: GenerationOutcome) -> Phase:
-    """A generation that waits for ComfyUI keeps the conversation in "generating"."""
-    return "generating" if outcome.status == "queued" else "complete"
+# The person's words that set a template parameter on purpose ("20 steps", "denoise 0.4",
+# "768x512"): an uploaded workflow keeps its own value for every parameter nobody named.
+_SETTING_WORDS: dict[str, tuple[str, ...]] = {
+    "steps": (r"\bsteps?\b",),
+    "cfg": (r"\bcfg\b", r"\bguidance\b"),
+    "denoise": (r"\bdenois\w*",),
+    "sampler": (r"\bsampler\b", r"\beuler\w*", r"\bdpm\w*", r"\bddim\b", r"\blcm\b"),
+    "scheduler": (r"\bscheduler\b", r"\bkarras\b", r"\bexponential\b"),
+    "checkpoint": (r"\bcheckpoint\b", r"\.safetensors\b", r"\.ckpt\b"),
+    "batch_size": (r"\bbatch\b", r"\b\d+\s+(?:images|pictures|variations)\b"),
+    "width": (r"\b\d{2,4}\s*[x×]\s*\d{2,4}\b", r"\bwidth\b", r"\bresolution\b"),
+    "height": (r"\b\d{2,4}\s*[x×]\s*\d{2,4}\b", r"\bheight\b", r"\bresolution\b"),
+}
+# Always the plan's: what the discussion is about.
+_FROM_THE_DISCUSSION = ("positive_prompt", "negative_prompt", "seed")
 
 
-def _messages(outcome: GenerationOutcome, record: GenerationRecord) -> list[AIMessage]:
-    waiting = outcome.status == "queued"
-    # The service's own note already says why it waits: say it once, as the final line.
-    spoken = outcome.notes[:-1] if waiting and outcome.notes else outcome.notes
-    notes = [
-        studio_message(
-            note, phase="generating", kind="generation_note", generation_id=outcome.generation_id
-        )
-        for note in spoken
-    ]
-    plan = outcome.plan
-    if outcome.status == "complete":
-        videos = sum(1 for o in outcome.outputs if o.get("kind") == "video")
-        count = len(outcome.outputs)
-        what = ("video" if videos else "image") + ("s" if count != 1 else "")
-        text = line(
-            "generation_done",
-            count=count,
-            what=what,
-            template=outcome.template or plan.template,
-            width=plan.width,
-            height=plan.height,
-            seed=plan.seed,
-        )
-    elif waiting:
-        text = outcome.notes[-1] if outcome.notes else line("generation_waiting")
-    elif outcome.status == "cancelled":
-        text = line("generation_cancelled")
-    else:
-        text = line("generation_failed", error=outcome.error or "unknown error")
-    final = studio_message(
-        text,
-        phase=_final_phase(outcome),
-        kind="generation",
-        generation=dump(record),
-        outputs=outcome.outputs,
+def explicit_settings(state: StudioState) -> list[str]:
+    """Template parameters the plan sets on purpose: the prompts and the seed, and every
+    setting the person named in their own messages (the rest is Pixel's default guess)."""
+    said = " ".join(
+        m.text.lower() for m in state.get("messages") or [] if isinstance(m, HumanMessage)
     )
-    return [*notes, final]
+    named = [
+        param
+        for param, patterns in _SETTING_WORDS.items()
+        if any(re.search(pattern, said) for pattern in patterns)
+    ]
+    return [*_FROM_THE_DISCUSSION, *named]
 
 
 async def comfyui(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
@@ -198,6 +177,7 @@ async def comfyui(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
             request_key=request_key(state, config),
             unload_models=unload,
             ollama_host=host,
+            explicit=explicit_settings(state),
         )
         if outcome is None:
             log.warning(
@@ -213,22 +193,17 @@ async def comfyui(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
             generation=dump(record),
         )
         return {"generation": dump(record), "messages": [message], **enter_phase("complete")}
-    record = GenerationRecord(
-        status=outcome.status,
-        progress=1.0 if outcome.status == "complete" else 0.0,
-        generation_id=outcome.generation_id,
-        outputs=outcome.outputs,
-        error=outcome.error,
-        plan=outcome.plan,
-        waiting_for_server=outcome.status == "queued",
-    )
+    record = record_of(outcome)
     update: dict[str, Any] = {
         "generation": dump(record),
-        "messages": _messages(outcome, record),
-        **enter_phase(_final_phase(outcome)),
+        "messages": messages(outcome, record),
+        **enter_phase(final_phase(outcome)),
     }
     if outcome.plan != plan:
         # What actually ran (installed checkpoint, smaller size after OOM) is what an
         # iteration builds on; the seed is kept as it was.
         update["plan"] = dump(outcome.plan)
     return update
+
+
+__all__ = ["GenerationBackend", "comfyui", "explicit_settings", "late_update", "line"]

@@ -62,6 +62,7 @@ class DirectComfyUI:
         request_key: str | None = None,
         unload_models: Sequence[str] = (),
         ollama_host: str | None = None,
+        explicit: Sequence[str] | None = None,
     ) -> GenerationOutcome:
         key = request_key or thread_id
         generation_id = str(uuid5(_NAMESPACE, key))
@@ -95,7 +96,12 @@ class DirectComfyUI:
             for attempt in range(settings.max_generation_retries + 1):
                 try:
                     info = await client.object_info(refresh=attempt > 0)
-                    built = build(plan, info, filename_prefix=f"studio_{generation_id[:8]}")
+                    built = build(
+                        plan,
+                        info,
+                        filename_prefix=f"studio_{generation_id[:8]}",
+                        explicit=explicit,
+                    )
                 except ComfyUIUnreachableError as error:
                     return failed(f"{error.message} Start ComfyUI, then ask the team again.")
                 except StudioError as error:

@@ -15,11 +15,16 @@ It owns every generation from the moment the team's plan leaves the discussion:
   server no longer has -> refresh what it has and rebuild (installed checkpoint, LoRA
   dropped); ComfyUI unreachable -> the generation waits (status queued) and a
   background loop starts it when the server answers again;
-* cancels precisely (queue delete while pending, targeted interrupt while running).
+* cancels precisely (queue delete while pending, targeted interrupt while running); the
+  row says "cancelled" as soon as the person asked;
+* preview frames go to ``previews`` (services/generation_previews.py), never to the event
+  sinks: they are live only, and a server that sends none is named once per conversation.
 
 Generations run as tasks owned by the service, not by the graph node that asked for
 them: if the node is cancelled (the person interjected) the generation goes on and its
-events go to ``on_event`` instead of the node's stream.
+events go to ``on_event`` instead of the node's stream. A generation that ends while no
+node waits for it (it waited for ComfyUI, or a previous process started it) is handed to
+the result listeners (the conversation runner writes it into the conversation).
 """
 
 from __future__ import annotations
@@ -29,27 +34,28 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
-from uuid import NAMESPACE_URL, uuid5
 
 from creative_studio.core.errors import NotFoundError, StudioError
-from creative_studio.services.generation_job import Emit, _Job, _Progress
-from creative_studio.store.records import UNSET
+from creative_studio.services.generation_attempts import execute, finish
+from creative_studio.services.generation_job import Emit, _Job, prompt_id_for
+from creative_studio.services.generation_previews import PreviewHub
+from creative_studio.services.generation_recovery import (
+    FINAL,
+    find_row,
+    job_from_row,
+    outcome_of_row,
+    resumable,
+)
 from creative_studio.store.repository import StudioRepository
-from creative_studio.store.workflow_store import UserWorkflowStore, workflow_name
 from creative_studio.tools.comfyui import (
     ComfyEvent,
     ComfyUIClient,
     ComfyUIError,
-    ComfyUIRejectedError,
-    ComfyUITimeoutError,
-    ComfyUIUnreachableError,
-    OutputRef,
 )
-from creative_studio.tools.storage import Storage, object_path
-from creative_studio.workflows.builder import BuiltWorkflow, build, reduce_for_memory
+from creative_studio.tools.storage import Storage
 from creative_studio.workflows.catalog import Catalog, catalog
 from creative_studio.workflows.plan import TechnicalPlan
-from creative_studio.workflows.run import GenerationOutcome, GenerationSettings, OutcomeStatus
+from creative_studio.workflows.run import GenerationOutcome, GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +66,15 @@ __all__ = [
     "prompt_id_for",
 ]
 
-_NAMESPACE = uuid5(NAMESPACE_URL, "creative-studio/comfyui")
 # conversation_id (None: not tied to one), event kind, data
 EventSink = Callable[[str | None, str, dict[str, Any]], Awaitable[None]]
-_VIDEO_EXTENSIONS = (".webp", ".gif", ".mp4", ".webm", ".mov", ".apng")
-
-
-def prompt_id_for(generation_id: str, attempt: int) -> str:
-    """The idempotency key of one attempt: the same generation and attempt, the same id."""
-    return str(uuid5(_NAMESPACE, f"{generation_id}:{attempt}"))
+# conversation_id, how its generation ended (while no graph node waited for it)
+ResultListener = Callable[[str, GenerationOutcome], Awaitable[None]]
+_UNDELIVERED_MAX = 100
+NO_PREVIEWS = (
+    "ComfyUI sends no live previews, so the image shows only when it is done. To watch it "
+    "form, start ComfyUI with --preview-method auto (or latent2rgb, or taesd)."
+)
 
 
 class GenerationService:
@@ -98,7 +104,18 @@ class GenerationService:
         self._background: set[asyncio.Task[Any]] = set()
         self._retry_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self.previews = PreviewHub()
+        self._told_no_previews: set[str | None] = set()
+        self._result_listeners: list[ResultListener] = []
+        self._undelivered: list[tuple[str, GenerationOutcome]] = []
         client.add_listener(self._on_client_event)
+
+    def add_result_listener(self, listener: ResultListener) -> None:
+        """Who writes late results into their conversation; gets what ended before it came."""
+        self._result_listeners.append(listener)
+        pending, self._undelivered = self._undelivered, []
+        for conversation_id, outcome in pending:
+            self._spawn(listener(conversation_id, outcome))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -141,6 +158,7 @@ class GenerationService:
         init_image: str | None = None,
         unload_models: Sequence[str] = (),
         ollama_host: str | None = None,
+        explicit: Sequence[str] | None = None,
     ) -> GenerationOutcome:
         """Run one generation and wait for it; ``emit`` gets its live events meanwhile.
 
@@ -157,6 +175,7 @@ class GenerationService:
             init_image=init_image,
             unload_models=unload_models,
             ollama_host=ollama_host,
+            explicit=explicit,
         )
         return await self.wait(job.generation_id, emit)
 
@@ -170,6 +189,7 @@ class GenerationService:
         request_key: str | None = None,
         unload_models: Sequence[str] = (),
         ollama_host: str | None = None,
+        explicit: Sequence[str] | None = None,
     ) -> GenerationOutcome | None:
         """The graph node's entry point: ``None`` when the thread is no studio conversation."""
         try:
@@ -185,6 +205,7 @@ class GenerationService:
             request_key=request_key,
             unload_models=unload_models,
             ollama_host=ollama_host,
+            explicit=explicit,
         )
 
     async def submit(
@@ -198,7 +219,13 @@ class GenerationService:
         init_image: str | None = None,
         unload_models: Sequence[str] = (),
         ollama_host: str | None = None,
+        explicit: Sequence[str] | None = None,
     ) -> _Job:
+        """Start a generation (or find the one ``request_key`` started before).
+
+        ``explicit`` names the template parameters the plan or the person chose on purpose:
+        an uploaded workflow keeps its own value for every other one (see build()).
+        """
         settings = settings or GenerationSettings()
         if request_key:
             existing = await self._find(session_id, request_key)
@@ -209,6 +236,7 @@ class GenerationService:
             "request_key": request_key,
             "init_image": init_image,
             "settings": settings.model_dump(mode="json"),
+            "explicit": list(explicit) if explicit is not None else None,
         }
         row = await self.repository.create_generation(
             session_id, conversation_id, parameters, template=plan.template
@@ -223,6 +251,7 @@ class GenerationService:
             unload_models=tuple(unload_models),
             ollama_host=ollama_host,
             request_key=request_key,
+            explicit=tuple(explicit) if explicit is not None else None,
         )
         self._jobs[job.generation_id] = job
         self._launch(job)
@@ -248,11 +277,15 @@ class GenerationService:
             job.listener = None  # a cancelled waiter leaves the generation running
 
     async def cancel(self, generation_id: str) -> bool:
-        """Stop a generation: queue delete while pending, targeted interrupt while running."""
+        """Stop a generation: queue delete while pending, targeted interrupt while running.
+
+        The row says "cancelled" when this returns (the person decided; ComfyUI stops at its
+        next step or node boundary), and a run that still finishes stays cancelled.
+        """
         job = self._jobs.get(str(generation_id))
         if job is None:
             row = await self.repository.get_generation(generation_id)
-            if row.status in ("complete", "failed", "cancelled"):
+            if row.status in FINAL:
                 return False
             if row.prompt_id:
                 with contextlib.suppress(ComfyUIError):
@@ -268,10 +301,31 @@ class GenerationService:
             job.task = None
             job.outcome = outcome
             return True
+        async with job.db_lock:
+            if job.tracker is not None:
+                job.tracker.closed = True  # no progress write may say "running" again
+            with contextlib.suppress(StudioError):
+                await self.repository.update_generation(job.generation_id, status="cancelled")
         if job.prompt_id:
             with contextlib.suppress(ComfyUIError):
                 await self.client.cancel(job.prompt_id)
         return True
+
+    async def cancel_conversation(self, conversation_id: str) -> list[GenerationOutcome]:
+        """Stop every generation of a conversation that has not ended (their outcomes)."""
+        stopped = []
+        for job in list(self._jobs.values()):
+            if job.conversation_id != str(conversation_id) or job.cancel_requested:
+                continue
+            if job.outcome is not None and job.outcome.status != "queued":
+                continue
+            if await self.cancel(job.generation_id):
+                stopped.append(
+                    GenerationOutcome(
+                        job.generation_id, "cancelled", job.plan, notes=list(job.notes)
+                    )
+                )
+        return stopped
 
     async def upload_init_image(self, data: bytes, filename: str) -> str:
         """Put a starting image on the server; returns the name workflows refer to."""
@@ -284,36 +338,15 @@ class GenerationService:
 
         Deterministic prompt ids make this safe: a run that finished meanwhile is read from
         /history, one still in ComfyUI's queue is followed, a lost one is queued again.
+        When one ends, its conversation gets the result (the result listeners).
         """
-        resumed = 0
-        try:
-            rows = await self.repository.list_generations(limit=200)
-        except StudioError:
-            return 0
-        for row in rows:
-            gid = str(row.id)
-            if row.status not in ("queued", "running") or gid in self._jobs:
-                continue
-            plan_data = (row.parameters or {}).get("plan")
-            if not plan_data:
-                continue
-            settings = GenerationSettings.model_validate(
-                (row.parameters or {}).get("settings") or {}
-            )
-            job = _Job(
-                generation_id=gid,
-                session_id=str(row.session_id),
-                conversation_id=str(row.conversation_id) if row.conversation_id else None,
-                plan=TechnicalPlan.model_validate(plan_data),
-                settings=settings,
-                init_image=(row.parameters or {}).get("init_image"),
-            )
-            self._jobs[gid] = job
-            self._parked[gid] = job
-            resumed += 1
-        if resumed:
+        jobs = await resumable(self.repository, set(self._jobs))
+        for job in jobs:
+            self._jobs[job.generation_id] = job
+            self._parked[job.generation_id] = job
+        if jobs:
             self._wake.set()
-        return resumed
+        return len(jobs)
 
     # ------------------------------------------------------------------ internals
 
@@ -321,40 +354,19 @@ class GenerationService:
         for job in self._jobs.values():
             if job.session_id == str(session_id) and job.request_key == request_key:
                 return job
-        with contextlib.suppress(StudioError):
-            for row in await self.repository.list_generations(session_id, limit=50):
-                if (row.parameters or {}).get("request_key") != request_key:
-                    continue
-                gid = str(row.id)
-                known = self._jobs.get(gid)
-                if known is None:
-                    job = _Job(
-                        generation_id=gid,
-                        session_id=str(session_id),
-                        conversation_id=str(row.conversation_id) if row.conversation_id else None,
-                        plan=TechnicalPlan.model_validate(row.parameters["plan"]),
-                        settings=GenerationSettings.model_validate(
-                            row.parameters.get("settings") or {}
-                        ),
-                        init_image=row.parameters.get("init_image"),
-                    )
-                    self._jobs[gid] = job
-                    if row.status in ("complete", "failed", "cancelled"):
-                        final: OutcomeStatus = row.status
-                        job.outcome = GenerationOutcome(
-                            gid,
-                            final,
-                            job.plan,
-                            outputs=list(row.outputs),
-                            error=row.error,
-                            template=row.template,
-                        )
-                    else:
-                        self._launch(job)
-                    known = job
-                known.request_key = request_key
-                return known
-        return None
+        row = await find_row(self.repository, session_id, request_key)
+        if row is None:
+            return None
+        known = self._jobs.get(str(row.id))
+        if known is None:
+            known = job_from_row(row)
+            self._jobs[known.generation_id] = known
+            if row.status in FINAL:
+                known.outcome = outcome_of_row(known, row)
+            else:
+                self._launch(known)
+        known.request_key = request_key
+        return known
 
     def _launch(self, job: _Job) -> None:
         self._parked.pop(job.generation_id, None)
@@ -389,6 +401,19 @@ class GenerationService:
             },
         )
 
+    def _preview(self, job: _Job, payload: dict[str, Any]) -> None:
+        """A frame for whoever watches now; never stored (services/generation_previews.py)."""
+        if job.conversation_id is not None:
+            self.previews.publish(job.conversation_id, payload)
+
+    def _no_previews(self, job: _Job) -> None:
+        """Steps but no frames: ComfyUI runs without --preview-method. Said once per chat."""
+        if job.conversation_id in self._told_no_previews:
+            return
+        self._told_no_previews.add(job.conversation_id)
+        progress = job.tracker.value if job.tracker is not None else 0.0
+        self._note(job, NO_PREVIEWS, status="running", progress=progress)
+
     def _set_connection(self, state: Literal["connected", "unreachable"]) -> None:
         self.connection = state
 
@@ -399,47 +424,6 @@ class GenerationService:
         elif event.type == "disconnected":
             self.connection = "unreachable"
 
-    async def _unload_ollama(self, job: _Job) -> None:
-        host = job.ollama_host or self.ollama_host
-        if not job.unload_models or not host:
-            return
-        from creative_studio.tools.ollama import OllamaService
-
-        service = OllamaService(host)
-        await asyncio.gather(*(service.unload(name) for name in job.unload_models))
-
-    async def _park(self, job: _Job, error: ComfyUIUnreachableError) -> GenerationOutcome:
-        """ComfyUI is away: keep the generation queued; the retry loop starts it later."""
-        self.connection = "unreachable"
-        self._parked[job.generation_id] = job
-        text = (
-            f"{error.message} The generation is queued and will start by itself when "
-            "ComfyUI is back."
-        )
-        with contextlib.suppress(StudioError):
-            await self.repository.update_generation(job.generation_id, status="queued", error=text)
-        job.notes.append(text)
-        self._emit(
-            job,
-            "generation_progress",
-            {
-                "generation_id": job.generation_id,
-                "progress": 0.0,
-                "status": "queued",
-                "connection": "unreachable",
-                "message": text,
-            },
-        )
-        self._wake.set()
-        return GenerationOutcome(
-            job.generation_id,
-            "queued",
-            job.plan,
-            error=text,
-            notes=list(job.notes),
-            waiting_for_server=True,
-        )
-
     async def _finish(
         self,
         job: _Job,
@@ -449,194 +433,18 @@ class GenerationService:
         outputs: list[dict[str, Any]] | None = None,
         template: str | None = None,
     ) -> GenerationOutcome:
-        outputs = outputs or []
-        if job.tracker is not None:
-            job.tracker.closed = True
-        async with job.db_lock:
-            with contextlib.suppress(StudioError):
-                await self.repository.update_generation(
-                    job.generation_id,
-                    status=status,
-                    error=error,
-                    outputs=outputs,
-                    progress=1.0 if status == "complete" else UNSET,
-                )
-        outcome = GenerationOutcome(
-            job.generation_id,
-            status,
-            job.plan,
-            outputs=outputs,
-            error=error,
-            notes=list(job.notes),
-            template=template,
-        )
-        if status == "complete":
-            self._emit(
-                job,
-                "generation_done",
-                {"generation_id": job.generation_id, "outputs": outputs, "status": status},
-            )
-        else:
-            self._emit(
-                job,
-                "generation_progress",
-                {
-                    "generation_id": job.generation_id,
-                    "progress": 1.0 if status == "complete" else 0.0,
-                    "status": status,
-                    "error": error,
-                },
-            )
-        job.outcome = outcome
-        return outcome
+        return await finish(self, job, status, error=error, outputs=outputs, template=template)
 
-    async def _store_outputs(self, job: _Job, refs: list[OutputRef]) -> list[dict[str, Any]]:
-        stored: list[dict[str, Any]] = []
-        for ref in refs:
-            data, content_type = await self.client.view(ref.filename, ref.subfolder, ref.type)
-            path = object_path(job.session_id, job.generation_id, ref.filename)
-            saved = await self.storage.put(path, data, content_type.split(";")[0])
-            is_video = ref.animated or ref.filename.lower().endswith(_VIDEO_EXTENSIONS[1:])
-            stored.append(
-                {
-                    **saved.as_dict(),
-                    "kind": "video" if is_video else "image",
-                    "node_id": ref.node_id,
-                    "comfyui": {
-                        "filename": ref.filename,
-                        "subfolder": ref.subfolder,
-                        "type": ref.type,
-                    },
-                }
-            )
-        return stored
-
-    async def _templates_for(self, plan: TechnicalPlan) -> Catalog:
-        """The templates a plan builds from: ``custom:<name>`` is read from the store.
-
-        Read at every attempt (one indexed row), so a workflow deleted meanwhile is refused
-        with a clear message instead of running from a stale copy.
-        """
-        if workflow_name(plan.template) is None:
-            return self.templates
-        store = UserWorkflowStore(self.repository.pool)
-        return await store.catalog_for(plan.template, self.templates)
-
-    def _build(self, job: _Job, info: Any, templates: Catalog | None = None) -> BuiltWorkflow:
-        return build(
-            job.plan,
-            info,
-            init_image=job.init_image,
-            filename_prefix=f"studio_{job.generation_id[:8]}",
-            templates=templates or self.templates,
-        )
+    def _deliver(self, conversation_id: str, outcome: GenerationOutcome) -> None:
+        """No node waits for this result: the listeners write it into the conversation."""
+        if not self._result_listeners:
+            self._undelivered = [*self._undelivered, (conversation_id, outcome)][-_UNDELIVERED_MAX:]
+            return
+        for listener in self._result_listeners:
+            self._spawn(listener(conversation_id, outcome))
 
     async def _execute(self, job: _Job) -> GenerationOutcome:
-        """One generation, all attempts. Returns its outcome (never raises for ComfyUI trouble)."""
-        settings = job.settings
-        attempts = settings.max_generation_retries + 1
-        announced: set[str] = set()
-        try:
-            for attempt in range(attempts + 1):  # +1: a refused model costs no GPU time
-                if job.cancel_requested:
-                    return await self._finish(job, "cancelled", error=None)
-                try:
-                    info = await self.client.object_info(refresh=attempt > 0)
-                    self.connection = "connected"
-                except ComfyUIUnreachableError as error:
-                    return await self._park(job, error)
-                try:
-                    built = self._build(job, info, await self._templates_for(job.plan))
-                except StudioError as error:
-                    self._note(job, error.message, status="failed")
-                    return await self._finish(job, "failed", error=error.message)
-                job.kind = built.kind
-                for note in built.notes:
-                    if note not in announced:
-                        announced.add(note)
-                        self._note(job, note)
-                job.plan = built.plan
-                if settings.unload_ollama_before_generation:
-                    await self._unload_ollama(job)
-                prompt_id = prompt_id_for(job.generation_id, attempt)
-                job.prompt_id = prompt_id
-                with contextlib.suppress(StudioError):
-                    await self.repository.update_generation(
-                        job.generation_id,
-                        status="queued",
-                        prompt_id=prompt_id,
-                        workflow_json=built.workflow,
-                        progress=0.0,
-                        error=None,
-                    )
-                if job.tracker is not None:
-                    job.tracker.closed = True
-                tracker = job.tracker = _Progress(self, job, built.workflow)
-                self._emit(job, "generation_progress", tracker.payload(template=built.template))
-                try:
-                    result = await self.client.execute(
-                        built.workflow,
-                        prompt_id,
-                        tracker.handle,
-                        time_limit=settings.generation_timeout,
-                        reconnect_grace=settings.comfyui_reconnect_grace,
-                    )
-                except ComfyUIUnreachableError as error:
-                    return await self._park(job, error)
-                except ComfyUIRejectedError as error:
-                    if error.missing_values() and attempt < attempts:
-                        missing = ", ".join(str(v) for _, _, v in error.missing_values())
-                        self._note(
-                            job,
-                            f"The server no longer has {missing}; Pixel is re-checking what is installed.",
-                        )
-                        continue
-                    return await self._finish(job, "failed", error=error.message)
-                except ComfyUITimeoutError as error:
-                    return await self._finish(job, "failed", error=error.message)
-                except ComfyUIError as error:
-                    return await self._finish(job, "failed", error=error.message)
-                if result.status == "success":
-                    outputs = await self._store_outputs(job, result.outputs)
-                    if settings.free_comfyui_after_generation:
-                        with contextlib.suppress(ComfyUIError):
-                            await self.client.free()
-                    return await self._finish(
-                        job, "complete", error=None, outputs=outputs, template=built.template
-                    )
-                if result.status in ("interrupted", "cancelled"):
-                    if job.cancel_requested:
-                        return await self._finish(job, "cancelled", error=None)
-                    text = "The generation was interrupted on the ComfyUI server."
-                    return await self._finish(job, "failed", error=text)
-                failure = result.failure
-                if failure is not None and failure.is_out_of_memory:
-                    smaller = reduce_for_memory(job.plan, job.kind)
-                    if smaller is None or attempt + 1 >= attempts:
-                        text = (
-                            "Generation failed due to memory, even at "
-                            f"{job.plan.width}x{job.plan.height}: the GPU is too small for this "
-                            "plan (close other GPU programs, or ask for a smaller image)."
-                        )
-                        self._note(job, text, status="failed")
-                        return await self._finish(job, "failed", error=text)
-                    job.plan, size = smaller
-                    what = "resolution" if "x" in size else "batch" if "batch" in size else "frames"
-                    self._note(
-                        job,
-                        f"Generation failed due to memory - Pixel is reducing {what} to {size} "
-                        "and trying again...",
-                        status="running",
-                    )
-                    continue
-                text = f"ComfyUI could not finish the generation: {failure.summary() if failure else 'unknown error'}"
-                return await self._finish(job, "failed", error=text)
-            return await self._finish(job, "failed", error="Gave up after repeated failures.")
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # storage or database trouble: report, do not hang the node
-            log.exception("generation %s failed", job.generation_id)
-            return await self._finish(job, "failed", error=f"The studio hit an error: {error}")
+        return await execute(self, job)
 
     async def _retry_loop(self) -> None:
         """Start parked generations as soon as ComfyUI answers again."""

@@ -1,7 +1,8 @@
 """One generation in flight: its job record and the tracker that turns ComfyUI's feed into progress.
 
-The tracker keeps progress monotonic within one attempt, emits every step to the chat and
-coalesces writes to the generations table (at most one every 0.5 s).
+The tracker keeps progress monotonic within one run (a resubmitted run starts again from
+0), emits every step to the chat, hands preview frames to the preview hub (never to the
+event log) and coalesces writes to the generations table (at most one every 0.5 s).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+from uuid import NAMESPACE_URL, uuid5
 
 from creative_studio.core.errors import StudioError
 from creative_studio.tools.comfyui import (
@@ -26,6 +28,14 @@ if TYPE_CHECKING:
     from creative_studio.services.generation import GenerationService
 
 Emit = Callable[[str, dict[str, Any]], None]
+_NAMESPACE = uuid5(NAMESPACE_URL, "creative-studio/comfyui")
+
+
+def prompt_id_for(generation_id: str, attempt: int) -> str:
+    """The idempotency key of one attempt: the same generation and attempt, the same id."""
+    return str(uuid5(_NAMESPACE, f"{generation_id}:{attempt}"))
+
+
 _DB_PROGRESS_INTERVAL = 0.5  # seconds between progress writes to the generations table
 
 
@@ -47,6 +57,9 @@ class _Job:
     outcome: GenerationOutcome | None = None
     kind: str = "image"
     request_key: str | None = None
+    # Template parameters the plan or the person set on purpose (an uploaded workflow
+    # keeps its own value for every other one); None: whatever the plan object says.
+    explicit: tuple[str, ...] | None = None
     tracker: _Progress | None = None
     db_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -74,6 +87,7 @@ class _Progress:
         self._last_write = 0.0
         self._write_pending = False
         self.closed = False
+        self.previews = 0  # frames of this run: none after two steps -> tell the person once
 
     def _overall(self) -> float:
         if self.samplers:
@@ -129,11 +143,14 @@ class _Progress:
                 self.fractions[node] = max(self.fractions[node], value / max(maximum, 1.0))
             self._overall()
             self._emit()
+            if self.step >= 2 and not self.previews and node in self.fractions:
+                self.service._no_previews(self.job)
             return
         if kind == "preview" and event.image:
+            self.previews += 1
             mime = event.mime or "image/jpeg"
             preview = f"data:{mime};base64,{base64.b64encode(event.image).decode()}"
-            self._emit(preview=preview)
+            self.service._preview(self.job, self.payload(preview=preview))
             return
         if kind in ("disconnected", "reconnected", "resubmitted"):
             message = {
@@ -152,6 +169,7 @@ class _Progress:
                 self.done_nodes.clear()
                 self.value, self.node, self.step, self.max_steps = 0.0, None, None, None
                 self.status = "queued"
+                self.previews = 0
                 self.job.notes.append(message)
             self._emit(message=message, connection=connection)
 

@@ -81,12 +81,22 @@ class Sse:
     id: int
     event: str
     data: dict[str, Any]
+    preview_id: str | None = None  # a live preview frame's own id (not stored)
 
 
 async def sse_events(
-    client: httpx.AsyncClient, path: str, *, last_event_id: int | None = None, **params: Any
+    client: httpx.AsyncClient,
+    path: str,
+    *,
+    last_event_id: int | None = None,
+    previews: bool = False,
+    **params: Any,
 ) -> AsyncIterator[Sse]:
-    """Parse a text/event-stream response into events (comments and pings skipped)."""
+    """Parse a text/event-stream response into events (comments and pings skipped).
+
+    Live preview frames (never stored, ids like "12.000001") are skipped unless
+    ``previews``; they then come with the id of the stored event they follow and
+    ``preview_id`` set."""
     headers = {"Accept": "text/event-stream"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
@@ -97,9 +107,13 @@ async def sse_events(
         event: dict[str, str] = {}
         async for line in response.aiter_lines():
             if not line:
-                if "data" in event and "id" in event:
+                if "data" in event and "id" in event and (previews or "." not in event["id"]):
+                    stored, _, frame = event["id"].partition(".")
                     yield Sse(
-                        int(event["id"]), event.get("event", "message"), json.loads(event["data"])
+                        int(stored),
+                        event.get("event", "message"),
+                        json.loads(event["data"]),
+                        preview_id=event["id"] if frame else None,
                     )
                 event = {}
                 continue

@@ -79,7 +79,7 @@ async def test_a_long_generation_can_be_cancelled(server: ApiServer, comfy: Comf
                 break
         assert generation_id
         cancelled = await client.post(f"/api/generations/{generation_id}/cancel")
-        assert cancelled.status_code == 200
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         for _ in range(200):
             record = (await client.get(f"/api/generations/{generation_id}")).json()
             if record["status"] == "cancelled":

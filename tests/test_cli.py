@@ -53,6 +53,11 @@ async def test_chat_streams_the_discussion_takes_an_interjection_and_shows_the_p
         seen += (await asyncio.wait_for(process.stdout.read(200), 30)).decode()
     process.stdin.write(b"Frame, try a low camera angle\n")
     await process.stdin.drain()
+    # No ComfyUI here: the chat stays for the queued generation until the person quits.
+    while "Waiting for the generation" not in seen:
+        seen += (await asyncio.wait_for(process.stdout.readline(), 120)).decode()
+    process.stdin.write(b"quit\n")
+    await process.stdin.drain()
     process.stdin.close()
     rest, _ = await asyncio.wait_for(process.communicate(), 120)
     output = seen + rest.decode()

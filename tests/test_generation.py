@@ -69,6 +69,14 @@ class Setup:
         self.session_id = session_id
         self.conversation_id = cid
         self.events = events
+        self.frames: list[tuple[str, dict[str, Any]]] = []  # what the preview hub was given
+        publish = service.previews.publish
+
+        def recording(conversation_id: str, frame: dict[str, Any]) -> None:
+            self.frames.append((conversation_id, frame))
+            publish(conversation_id, frame)
+
+        service.previews.publish = recording  # type: ignore[method-assign]
 
     async def run(self, plan: TechnicalPlan = PLAN, **kwargs: Any):
         return await self.service.run(
@@ -140,8 +148,11 @@ async def test_a_generation_runs_and_is_stored(comfy, make, tmp_path: Path):
         if d["step"] and not d.get("preview")
     ]
     assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    previews = [d["preview"] for d in setup.events.of("generation_progress") if d.get("preview")]
-    assert len(previews) == 4 and previews[0].startswith("data:image/jpeg;base64,")
+    # Preview frames go live to the preview hub, never to the event sinks (the event log).
+    assert not any(d.get("preview") for d in setup.events.of("generation_progress"))
+    assert len(setup.frames) == 4 and setup.frames[0][0] == setup.conversation_id
+    assert setup.frames[0][1]["preview"].startswith("data:image/jpeg;base64,")
+    assert setup.service.previews.latest(setup.conversation_id) is None  # gone with the run
     (done,) = setup.events.of("generation_done")
     assert done == {
         "generation_id": outcome.generation_id,

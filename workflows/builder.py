@@ -10,8 +10,11 @@ missing one, a dropped LoRA, a smaller size after running out of memory) is writ
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import ValidationError
 
 from creative_studio.core.errors import InvalidInputError
 from creative_studio.workflows.catalog import (
@@ -29,9 +32,11 @@ from creative_studio.workflows.plan import LoRA, TechnicalPlan
 from creative_studio.workflows.validation import check
 
 __all__ = [
+    "ALWAYS_FROM_PLAN",
     "BuiltWorkflow",
     "build",
     "checkpoint_family",
+    "explicit_parameters",
     "reduce_for_memory",
     "switch_checkpoint",
 ]
@@ -138,6 +143,52 @@ def reduce_for_memory(plan: TechnicalPlan, kind: str = "image") -> tuple[Technic
 
 
 # --------------------------------------------------------------------------- filling
+
+# What an uploaded workflow always takes from the plan: what the discussion decided (the
+# prompts and the seed), where the file goes, and a starting image when one is given.
+ALWAYS_FROM_PLAN = frozenset(
+    {"positive_prompt", "negative_prompt", "seed", "filename_prefix", "init_image"}
+)
+
+
+def _field_parameters() -> dict[str, str]:
+    """Plan field -> template parameter (rules.toml [plan], video settings included)."""
+    mapping = rules()["plan"]
+    found = {name: param for name, param in mapping.items() if isinstance(param, str)}
+    return found | {f"video.{name}": param for name, param in mapping["video"].items()}
+
+
+def explicit_parameters(plan: TechnicalPlan) -> set[str]:
+    """The parameters a plan object sets on purpose (pydantic's ``model_fields_set``).
+
+    A plan read back from JSON has every field set; callers that know better (the graph
+    node knows what the person asked for) pass ``explicit`` to build() instead.
+    """
+    fields = _field_parameters()
+    chosen = {fields[name] for name in plan.model_fields_set if name in fields}
+    if "video" in plan.model_fields_set and plan.video is not None:
+        video = plan.video.model_fields_set
+        chosen |= {fields[f"video.{name}"] for name in video if f"video.{name}" in fields}
+    return chosen
+
+
+def _own_values(plan: TechnicalPlan, spec: TemplateSpec, kept: set[str]) -> TechnicalPlan:
+    """The plan as it really runs: an uploaded workflow's own values where it kept them."""
+    fields = {param: name for name, param in _field_parameters().items() if "." not in name}
+    update: dict[str, Any] = {}
+    for param in kept:
+        targets = spec.parameters.get(param) or []
+        if param in fields and targets:
+            node_id, input_name = split_target(targets[0])
+            value = spec.workflow[node_id]["inputs"].get(input_name)
+            if value is not None and not is_link(value):
+                update[fields[param]] = value
+    if not update:
+        return plan
+    try:
+        return TechnicalPlan.model_validate({**plan.model_dump(), **update})
+    except ValidationError:  # a value the plan cannot describe: the workflow still runs it
+        return plan
 
 
 def _plan_values(plan: TechnicalPlan, spec: TemplateSpec) -> dict[str, Any]:
@@ -260,11 +311,16 @@ def build(
     overrides: dict[str, Any] | None = None,
     templates: Catalog | None = None,
     allow_fallback: bool = True,
+    explicit: Collection[str] | None = None,
 ) -> BuiltWorkflow:
     """Fill the plan's template for ``server`` and validate it; raises with reasons if refused.
 
     ``init_image`` is the name of an image already uploaded to the server (img2img,
     upscale). ``overrides`` sets template parameters directly (a person's own values).
+    A built-in template takes every value from the plan. A workflow a person uploaded
+    keeps its own values (denoise, steps, CFG, sampler, size, checkpoint...) except the
+    prompts, the seed and what ``explicit`` names (default: the fields the plan object
+    sets, ``explicit_parameters``); notes then tell only what really changed.
     """
     templates = templates or catalog()
     requested = template or plan.template
@@ -294,13 +350,27 @@ def build(
             instead += " - a still key frame instead of a video"
         notes.append(f"Using {instead}.")
 
+    # An uploaded workflow: which parameters the plan fills (None: a built-in, all of them).
+    chosen: set[str] | None = None
+    if spec.user_supplied:
+        chosen = set(ALWAYS_FROM_PLAN) | set(
+            explicit if explicit is not None else explicit_parameters(plan)
+        )
+
+    def fills(param: str) -> bool:
+        return param in spec.parameters and (chosen is None or param in chosen)
+
     # Make the plan fit what the server has (each change is a note).
-    if "checkpoint" in spec.parameters:
+    if fills("checkpoint"):
         located = _model_class(spec, "checkpoint")
         installed = [str(o) for o in server.options(*located)] if located else []
-        # An upscale's size is the target, not the model's working size: keep it.
+        # An upscale's size is the target, not the model's working size: keep it. A
+        # workflow whose size is not the plan's (none, or its own) is not resized either.
         plan, note = switch_checkpoint(
-            plan, installed, spec.checkpoint_family, rescale=not spec.needs_init_image
+            plan,
+            installed,
+            spec.checkpoint_family,
+            rescale=not spec.needs_init_image and fills("width") and fills("height"),
         )
         if note:
             notes.append(note)
@@ -315,6 +385,11 @@ def build(
 
     workflow = spec.fresh()
     values = _plan_values(plan, spec)
+    if chosen is not None:
+        values = {k: v for k, v in values.items() if k in chosen}
+        if not plan.negative_prompt:  # no negative of the plan's own: keep the workflow's
+            values.pop("negative_prompt", None)
+        plan = _own_values(plan, spec, set(spec.parameters) - set(values))
     values["filename_prefix"] = filename_prefix
     if init_image:
         values["init_image"] = init_image

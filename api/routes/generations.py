@@ -75,7 +75,8 @@ async def get_output(generation_id: str, filename: str, studio: StudioDep) -> Re
 
 @router.post("/{generation_id}/cancel")
 async def cancel_generation(generation_id: str, studio: StudioDep) -> GenerationOut:
-    """Queue delete while pending, a targeted interrupt while running."""
+    """Queue delete while pending, a targeted interrupt while running; answers with the
+    generation as it is after the cancel ("cancelled")."""
     record = await studio.repository.get_generation(generation_id)
     if record.status in ("complete", "failed", "cancelled"):
         raise InvalidStateError(f"Generation {generation_id} has already ended ({record.status}).")
@@ -97,5 +98,6 @@ async def retry_generation(generation_id: str, studio: StudioDep) -> GenerationO
         plan=plan,
         settings=settings,
         init_image=record.parameters.get("init_image"),
+        explicit=record.parameters.get("explicit"),
     )
     return _out(studio, await studio.repository.get_generation(job.generation_id))

@@ -1,0 +1,300 @@
+"""One generation's attempts: build, queue, follow, recover, store - and how it ends.
+
+The generation service (services/generation.py) owns the jobs and their bookkeeping; this
+module is the loop it runs for each: every attempt builds and validates the workflow for
+the connected server (never queues an unvalidated one) under its own deterministic
+prompt_id, follows the run, and recovers by itself within ``max_generation_retries``:
+out of memory -> smaller batch / frames / size; a model the server no longer has ->
+refresh what it has and rebuild; ComfyUI unreachable -> park (status queued) until the
+retry loop sees it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any, Literal
+
+from creative_studio.core.errors import StudioError
+from creative_studio.services.generation_job import _Job, _Progress, prompt_id_for
+from creative_studio.store.records import UNSET
+from creative_studio.store.workflow_store import UserWorkflowStore, workflow_name
+from creative_studio.tools.comfyui import (
+    ComfyUIError,
+    ComfyUIRejectedError,
+    ComfyUITimeoutError,
+    ComfyUIUnreachableError,
+    OutputRef,
+)
+from creative_studio.tools.storage import object_path
+from creative_studio.workflows.builder import BuiltWorkflow, build, reduce_for_memory
+from creative_studio.workflows.catalog import Catalog
+from creative_studio.workflows.plan import TechnicalPlan
+from creative_studio.workflows.run import GenerationOutcome
+
+if TYPE_CHECKING:
+    from creative_studio.services.generation import GenerationService
+
+log = logging.getLogger(__name__)
+
+__all__ = ["execute", "finish", "park"]
+
+_VIDEO_EXTENSIONS = (".webp", ".gif", ".mp4", ".webm", ".mov", ".apng")
+
+
+async def unload_ollama(service: GenerationService, job: _Job) -> None:
+    host = job.ollama_host or service.ollama_host
+    if not job.unload_models or not host:
+        return
+    from creative_studio.tools.ollama import OllamaService
+
+    ollama = OllamaService(host)
+    await asyncio.gather(*(ollama.unload(name) for name in job.unload_models))
+
+
+async def store_outputs(
+    service: GenerationService, job: _Job, refs: list[OutputRef]
+) -> list[dict[str, Any]]:
+    stored: list[dict[str, Any]] = []
+    for ref in refs:
+        data, content_type = await service.client.view(ref.filename, ref.subfolder, ref.type)
+        path = object_path(job.session_id, job.generation_id, ref.filename)
+        saved = await service.storage.put(path, data, content_type.split(";")[0])
+        is_video = ref.animated or ref.filename.lower().endswith(_VIDEO_EXTENSIONS[1:])
+        stored.append(
+            {
+                **saved.as_dict(),
+                "kind": "video" if is_video else "image",
+                "node_id": ref.node_id,
+                "comfyui": {
+                    "filename": ref.filename,
+                    "subfolder": ref.subfolder,
+                    "type": ref.type,
+                },
+            }
+        )
+    return stored
+
+
+async def templates_for(service: GenerationService, plan: TechnicalPlan) -> Catalog:
+    """The templates a plan builds from: ``custom:<name>`` is read from the store.
+
+    Read at every attempt (one indexed row), so a workflow deleted meanwhile is refused
+    with a clear message instead of running from a stale copy.
+    """
+    if workflow_name(plan.template) is None:
+        return service.templates
+    store = UserWorkflowStore(service.repository.pool)
+    return await store.catalog_for(plan.template, service.templates)
+
+
+def build_for(
+    service: GenerationService, job: _Job, info: Any, templates: Catalog | None = None
+) -> BuiltWorkflow:
+    return build(
+        job.plan,
+        info,
+        init_image=job.init_image,
+        filename_prefix=f"studio_{job.generation_id[:8]}",
+        templates=templates or service.templates,
+        explicit=job.explicit,
+    )
+
+
+async def execute(service: GenerationService, job: _Job) -> GenerationOutcome:
+    """One generation, all attempts. Returns its outcome (never raises for ComfyUI trouble)."""
+    settings = job.settings
+    attempts = settings.max_generation_retries + 1
+    announced: set[str] = set()
+    try:
+        for attempt in range(attempts + 1):  # +1: a refused model costs no GPU time
+            if job.cancel_requested:
+                return await finish(service, job, "cancelled", error=None)
+            try:
+                info = await service.client.object_info(refresh=attempt > 0)
+                service.connection = "connected"
+            except ComfyUIUnreachableError as error:
+                return await park(service, job, error)
+            try:
+                built = build_for(service, job, info, await templates_for(service, job.plan))
+            except StudioError as error:
+                service._note(job, error.message, status="failed")
+                return await finish(service, job, "failed", error=error.message)
+            job.kind = built.kind
+            for note in built.notes:
+                if note not in announced:
+                    announced.add(note)
+                    service._note(job, note)
+            job.plan = built.plan
+            if settings.unload_ollama_before_generation:
+                await unload_ollama(service, job)
+            prompt_id = prompt_id_for(job.generation_id, attempt)
+            job.prompt_id = prompt_id
+            with contextlib.suppress(StudioError):
+                await service.repository.update_generation(
+                    job.generation_id,
+                    status="queued",
+                    prompt_id=prompt_id,
+                    workflow_json=built.workflow,
+                    progress=0.0,
+                    error=None,
+                )
+            if job.tracker is not None:
+                job.tracker.closed = True
+            tracker = job.tracker = _Progress(service, job, built.workflow)
+            service._emit(job, "generation_progress", tracker.payload(template=built.template))
+            try:
+                result = await service.client.execute(
+                    built.workflow,
+                    prompt_id,
+                    tracker.handle,
+                    time_limit=settings.generation_timeout,
+                    reconnect_grace=settings.comfyui_reconnect_grace,
+                )
+            except ComfyUIUnreachableError as error:
+                return await park(service, job, error)
+            except ComfyUIRejectedError as error:
+                if error.missing_values() and attempt < attempts:
+                    missing = ", ".join(str(v) for _, _, v in error.missing_values())
+                    service._note(
+                        job,
+                        f"The server no longer has {missing}; Pixel is re-checking what is installed.",
+                    )
+                    continue
+                return await finish(service, job, "failed", error=error.message)
+            except ComfyUITimeoutError as error:
+                return await finish(service, job, "failed", error=error.message)
+            except ComfyUIError as error:
+                return await finish(service, job, "failed", error=error.message)
+            if job.cancel_requested:  # it finished before the interrupt took effect
+                return await finish(service, job, "cancelled", error=None)
+            if result.status == "success":
+                outputs = await store_outputs(service, job, result.outputs)
+                if settings.free_comfyui_after_generation:
+                    with contextlib.suppress(ComfyUIError):
+                        await service.client.free()
+                return await finish(
+                    service, job, "complete", error=None, outputs=outputs, template=built.template
+                )
+            if result.status in ("interrupted", "cancelled"):
+                if job.cancel_requested:
+                    return await finish(service, job, "cancelled", error=None)
+                text = "The generation was interrupted on the ComfyUI server."
+                return await finish(service, job, "failed", error=text)
+            failure = result.failure
+            if failure is not None and failure.is_out_of_memory:
+                smaller = reduce_for_memory(job.plan, job.kind)
+                if smaller is None or attempt + 1 >= attempts:
+                    text = (
+                        "Generation failed due to memory, even at "
+                        f"{job.plan.width}x{job.plan.height}: the GPU is too small for this "
+                        "plan (close other GPU programs, or ask for a smaller image)."
+                    )
+                    service._note(job, text, status="failed")
+                    return await finish(service, job, "failed", error=text)
+                job.plan, size = smaller
+                what = "resolution" if "x" in size else "batch" if "batch" in size else "frames"
+                service._note(
+                    job,
+                    f"Generation failed due to memory - Pixel is reducing {what} to {size} "
+                    "and trying again...",
+                    status="running",
+                )
+                continue
+            text = f"ComfyUI could not finish the generation: {failure.summary() if failure else 'unknown error'}"
+            return await finish(service, job, "failed", error=text)
+        return await finish(service, job, "failed", error="Gave up after repeated failures.")
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # storage or database trouble: report, do not hang the node
+        log.exception("generation %s failed", job.generation_id)
+        return await finish(service, job, "failed", error=f"The studio hit an error: {error}")
+
+
+async def park(
+    service: GenerationService, job: _Job, error: ComfyUIUnreachableError
+) -> GenerationOutcome:
+    """ComfyUI is away: keep the generation queued; the retry loop starts it later."""
+    service.connection = "unreachable"
+    service._parked[job.generation_id] = job
+    text = (
+        f"{error.message} The generation is queued and will start by itself when ComfyUI is back."
+    )
+    with contextlib.suppress(StudioError):
+        await service.repository.update_generation(job.generation_id, status="queued", error=text)
+    job.notes.append(text)
+    service._emit(
+        job,
+        "generation_progress",
+        {
+            "generation_id": job.generation_id,
+            "progress": 0.0,
+            "status": "queued",
+            "connection": "unreachable",
+            "message": text,
+        },
+    )
+    service._wake.set()
+    return GenerationOutcome(
+        job.generation_id,
+        "queued",
+        job.plan,
+        error=text,
+        notes=list(job.notes),
+        waiting_for_server=True,
+    )
+
+
+async def finish(
+    service: GenerationService,
+    job: _Job,
+    status: Literal["complete", "failed", "cancelled"],
+    *,
+    error: str | None,
+    outputs: list[dict[str, Any]] | None = None,
+    template: str | None = None,
+) -> GenerationOutcome:
+    outputs = outputs or []
+    if job.tracker is not None:
+        job.tracker.closed = True
+    async with job.db_lock:
+        with contextlib.suppress(StudioError):
+            await service.repository.update_generation(
+                job.generation_id,
+                status=status,
+                error=error,
+                outputs=outputs,
+                progress=1.0 if status == "complete" else UNSET,
+            )
+    outcome = GenerationOutcome(
+        job.generation_id,
+        status,
+        job.plan,
+        outputs=outputs,
+        error=error,
+        notes=list(job.notes),
+        template=template,
+    )
+    if status == "complete":
+        service._emit(
+            job,
+            "generation_done",
+            {"generation_id": job.generation_id, "outputs": outputs, "status": status},
+        )
+    else:
+        service._emit(
+            job,
+            "generation_progress",
+            {
+                "generation_id": job.generation_id,
+                "progress": 1.0 if status == "complete" else 0.0,
+                "status": status,
+                "error": error,
+            },
+        )
+    job.outcome = outcome
+    service.previews.end(job.conversation_id, job.generation_id)
+    if job.listener is None and job.conversation_id is not None:
+        service._deliver(job.conversation_id, outcome)
+    return outcome
