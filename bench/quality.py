@@ -11,6 +11,8 @@ first specialist turn, as a person would cut in. Per model it reports:
   JSON example) in any turn or plan although the person never said them (0);
 * distinct voices: share of Luna's, Frame's and Saga's turns that speak to their own craft
   (colour and light / camera and framing / moment and feeling), and to the others' crafts;
+* repeats: share of discussion turns that repeat five words in a row of an earlier team
+  turn (not counting the person's own words, which answers quote on purpose);
 * seconds from the request to the first plan (median <= 60 s on 2 cores).
 
     python -m bench.quality                       # every candidate, every request
@@ -29,6 +31,7 @@ import re
 import statistics
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from bench.report import update_section
 from creative_studio.core.text import content_words
 from creative_studio.graph.builder import build_graph
-from creative_studio.graph.prompting import personas
+from creative_studio.graph.prompting import DISCUSSION_KINDS, personas
 from creative_studio.tools.models import AssignmentProvider
 
 VERBOSE = False
@@ -51,237 +54,13 @@ CANDIDATES = [
     "embedded:gemma3-270m/embedded:qwen2.5-0.5b",
 ]
 
+_DATA = tomllib.loads((Path(__file__).parent / "quality_data.toml").read_text("utf-8"))
 # (request, interjection): ordinary things people ask for, none of the README's examples.
-REQUESTS: list[tuple[str, str]] = [
-    (
-        "A cozy cabin in a snowy forest at dusk, warm light in the windows",
-        "make it more melancholic, a lone figure walking to the cabin",
-    ),
-    (
-        "An astronaut playing chess with a robot on the moon",
-        "the earth should be visible in the sky",
-    ),
-    (
-        "A bowl of ramen on a wooden counter on a rainy Tokyo night",
-        "add steam rising from the bowl",
-    ),
-    ("An elderly fisherman mending nets on a pier at sunrise", "give him a red knitted hat"),
-    (
-        "A dragon sleeping on a pile of books in an old library",
-        "make the dragon small, the size of a cat",
-    ),
-    (
-        "A child flying a kite on a windy hill in spring",
-        "add a golden retriever running beside her",
-    ),
-    ("A lighthouse keeper feeding a stray cat on a stormy evening", "the cat should be orange"),
-    (
-        "A vintage red bicycle leaning against a flower shop in Paris",
-        "make it early morning with soft fog",
-    ),
-    ("A treehouse village in a giant redwood forest", "add rope bridges between the houses"),
-    ("A samurai standing in a field of sunflowers", "his armour should be white and gold"),
-    ("A desert caravan of camels under a starry sky", "show the milky way clearly"),
-    (
-        "A watercolour portrait of an old violinist playing in the street",
-        "add a crowd of listening children",
-    ),
-    (
-        "A greenhouse full of tropical plants and a sleeping cat",
-        "make it late afternoon with long shadows",
-    ),
-    ("A submarine exploring a glowing coral reef", "add a giant whale in the distance"),
-    ("A busy medieval market square on a festival day", "include a juggler in the centre"),
-    (
-        "A penguin wearing a scarf at a tiny coffee shop",
-        "the scarf should be striped blue and yellow",
-    ),
-    ("An abandoned train station overgrown with ivy", "put a single deer on the platform"),
-    ("A mountain lake reflecting autumn trees", "add a wooden canoe on the water"),
-    ("A baker pulling fresh bread out of a stone oven", "make the kitchen lit only by the fire"),
-    ("A futuristic solar-powered farm on Mars", "add a small rover harvesting tomatoes"),
-    (
-        "A grandmother knitting by a window while snow falls outside",
-        "a black cat asleep on her lap",
-    ),
-    ("A street musician playing saxophone under a bridge", "make it a jazz album cover style"),
-]
-
-# Distinctive content of prompt examples the studio used to ship (graph/prompts history):
-# the fox meeting of embedded.toml and the JSON examples of team.toml.
-OLD_EXAMPLE_WORDS = frozenset(
-    [
-        "fox",
-        "birch",
-        "woodblock",
-        "wisp",
-        "will-o'-the-wisp",
-        "japanese",
-        "cyberpunk",
-        "rain-soaked",
-        "cyan",
-        "magenta",
-        "courier",
-        "syd",
-        "mead",
-    ]
-)
-CRAFT = {
-    "style": set(
-        [
-            "colour",
-            "colours",
-            "color",
-            "colors",
-            "palette",
-            "light",
-            "lights",
-            "lighting",
-            "glow",
-            "glowing",
-            "tone",
-            "tones",
-            "hue",
-            "warm",
-            "cold",
-            "cool",
-            "blue",
-            "red",
-            "gold",
-            "golden",
-            "amber",
-            "pastel",
-            "shadow",
-            "shadows",
-            "contrast",
-            "texture",
-            "painterly",
-            "watercolour",
-            "watercolor",
-            "oil",
-            "style",
-            "mood",
-            "muted",
-            "vibrant",
-            "soft",
-            "bright",
-            "dark",
-            "saturated",
-            "desaturated",
-            "green",
-            "orange",
-            "yellow",
-            "purple",
-            "pink",
-            "brown",
-            "grey",
-            "gray",
-            "silver",
-            "white",
-            "black",
-            "sunlight",
-            "candlelight",
-            "lamplight",
-            "haze",
-        ]
-    ),
-    "composition": set(
-        [
-            "camera",
-            "angle",
-            "frame",
-            "framing",
-            "framed",
-            "shot",
-            "lens",
-            "wide",
-            "close",
-            "close-up",
-            "closeup",
-            "foreground",
-            "background",
-            "focal",
-            "focus",
-            "perspective",
-            "eye-level",
-            "low",
-            "high",
-            "centre",
-            "center",
-            "third",
-            "thirds",
-            "composition",
-            "depth",
-            "horizon",
-            "aerial",
-            "view",
-            "viewpoint",
-            "symmetry",
-            "diagonal",
-            "leading",
-            "lines",
-            "midground",
-            "left",
-            "right",
-            "top",
-            "bottom",
-            "portrait",
-            "landscape",
-            "35mm",
-            "50mm",
-            "24mm",
-            "zoom",
-            "crop",
-        ]
-    ),
-    "story": set(
-        [
-            "moment",
-            "feel",
-            "feels",
-            "feeling",
-            "story",
-            "emotion",
-            "emotions",
-            "viewer",
-            "memory",
-            "quiet",
-            "lonely",
-            "loneliness",
-            "hope",
-            "hopeful",
-            "waiting",
-            "before",
-            "after",
-            "someone",
-            "life",
-            "warmth",
-            "tension",
-            "peace",
-            "peaceful",
-            "joy",
-            "sadness",
-            "calm",
-            "wonder",
-            "longing",
-            "nostalgia",
-            "nostalgic",
-            "curious",
-            "curiosity",
-            "love",
-            "lost",
-            "safe",
-            "home",
-            "silence",
-            "tender",
-            "tenderness",
-            "journey",
-            "dream",
-            "dreams",
-            "pause",
-        ]
-    ),
-}
+REQUESTS: list[tuple[str, str]] = [(r, i) for r, i in _DATA["requests"]]
+OLD_EXAMPLE_WORDS = frozenset(_DATA["old_example_words"])
+CRAFT: dict[str, set[str]] = {role: set(ws) for role, ws in _DATA["craft"].items()}
+# A turn repeats another when they share this many words in a row (not all the person's).
+REPEAT_RUN = 5
 
 
 def words(text: str) -> set[str]:
@@ -298,11 +77,40 @@ def without_opener(text: str, role: str) -> str:
     for opener in sorted(persona.openers, key=len, reverse=True):
         if text.startswith(opener.strip()):
             return text[len(opener.strip()) :]
-    if persona.answer_opener and ": " in text[:400]:
-        head = persona.answer_opener.split("{phrase}")[-1].strip()
+    if persona.answer_opener:
+        head = persona.answer_opener.split("{phrase}")[-1].strip(" .")
         if head and head in text[:400]:
             return text[text.index(head) + len(head) :]
     return text
+
+
+def role_of(message: AnyMessage) -> str | None:
+    """The specialist role of a message (its name is the person's name, Luna, ...)."""
+    role = message.additional_kwargs.get("speaker") or message.name
+    return role if role in personas() else None
+
+
+def runs(text: str, size: int = REPEAT_RUN) -> set[tuple[str, ...]]:
+    tokens = re.findall(r"[a-z']+", text.lower())
+    return {tuple(tokens[i : i + size]) for i in range(len(tokens) - size + 1)}
+
+
+def repeated_turns(messages: list[AnyMessage], person: set[str]) -> tuple[int, int]:
+    """Discussion turns that repeat a run of REPEAT_RUN words of an earlier team turn.
+
+    Runs made only of the person's words do not count: answers quote them on purpose.
+    """
+    earlier: set[tuple[str, ...]] = set()
+    repeats = turns = 0
+    for message in messages:
+        if message.type != "ai" or role_of(message) is None:
+            continue
+        mine = {r for r in runs(message.text) if not set(r) <= person}
+        if message.additional_kwargs.get("kind") in DISCUSSION_KINDS:
+            turns += 1
+            repeats += bool(mine & earlier)
+        earlier |= mine
+    return repeats, turns
 
 
 def covered(terms: set[str], prompt: str) -> set[str]:
@@ -323,6 +131,8 @@ class Result:
     direction_kept: bool = False
     leaks: list[str] = field(default_factory=list)
     craft: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # own, other, turns
+    repeats: int = 0  # discussion turns repeating a run of words of an earlier team turn
+    discussion_turns: int = 0
     seconds_to_plan: float | None = None
     transcript: list[str] = field(default_factory=list)
     error: str | None = None
@@ -393,7 +203,7 @@ def measure(result: Result, messages: list[AnyMessage], plan: dict[str, Any] | N
             m
             for m in messages
             if m.type == "ai"
-            and m.name == role
+            and role_of(m) == role
             and m.additional_kwargs.get("kind") in ("explore", "respond", "specifics")
         ]
         # The studio's openers ("For the light, ") prefill the embedded models' turns: only
@@ -404,6 +214,7 @@ def measure(result: Result, messages: list[AnyMessage], plan: dict[str, Any] | N
             1 for text in said for r in CRAFT if r != role and words(text) & CRAFT[r]
         ) / max(1, len(CRAFT) - 1)
         result.craft[role] = (own, round(other), len(turns))
+    result.repeats, result.discussion_turns = repeated_turns(messages, person)
     for message in messages:
         speaker = "Person" if message.type == "human" else (message.name or "?")
         result.transcript.append(f"{speaker}: {message.text}")
@@ -412,14 +223,14 @@ def measure(result: Result, messages: list[AnyMessage], plan: dict[str, Any] | N
 def summarise(results: list[Result]) -> list[str]:
     rows = [
         "| model | conversations | plan without asking | subject coverage | directions kept | "
-        "leaked example words | own craft (Luna/Frame/Saga) | others' craft | median s to plan | "
-        "p90 s to plan |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "leaked example words | own craft (Luna/Frame/Saga) | others' craft | "
+        "turns repeating an earlier one | median s to plan | p90 s to plan |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model in dict.fromkeys(r.model for r in results):
         mine = [r for r in results if r.model == model and r.error is None]
         if not mine:
-            rows.append(f"| {model} | 0 (failed: {results[0].error}) |" + " |" * 8)
+            rows.append(f"| {model} | 0 (failed: {results[0].error}) |" + " |" * 9)
             continue
         times = sorted(r.seconds_to_plan for r in mine if r.seconds_to_plan is not None)
         own = [
@@ -430,13 +241,14 @@ def summarise(results: list[Result]) -> list[str]:
             1, sum(sum(r.craft[role][2] for role in CRAFT) for r in mine)
         )
         p90 = times[min(len(times) - 1, int(len(times) * 0.9))] if times else None
+        repeats = sum(r.repeats for r in mine) / max(1, sum(r.discussion_turns for r in mine))
         rows.append(
             f"| {model} | {len(mine)} | {sum(r.reached_plan for r in mine) / len(mine):.0%} | "
             f"{statistics.mean(r.subject_share for r in mine):.0%} | "
             f"{sum(r.direction_kept for r in mine) / len(mine):.0%} | "
             f"{sum(len(r.leaks) for r in mine)} | "
             + "/".join(f"{x:.0%}" for x in own)
-            + f" | {other:.0%} | "
+            + f" | {other:.0%} | {repeats:.0%} | "
             + (f"{statistics.median(times):.0f} | {p90:.0f} |" if times else "- | - |")
         )
     return rows
@@ -466,7 +278,8 @@ async def main() -> None:
             print(
                 f"{model} | {request[:40]!r}: plan={result.reached_plan} "
                 f"subject={result.subject_share:.0%} direction={result.direction_kept} "
-                f"leaks={result.leaks} t={result.seconds_to_plan or 0:.0f}s "
+                f"leaks={result.leaks} repeats={result.repeats}/{result.discussion_turns} "
+                f"t={result.seconds_to_plan or 0:.0f}s "
                 f"{result.error or ''}\n    -> {result.plan_prompt[:160]}",
                 flush=True,
             )

@@ -26,6 +26,11 @@ from creative_studio.graph.wishes import PersonWishes, Wish, stem
 from creative_studio.workflows.plan import TechnicalPlan
 
 MAX_PROMPT_CHARS = 1500  # well inside TechnicalPlan's bound; CLIP reads ~77 tokens anyway
+# A prompt is comma-separated descriptors. A model segment longer than this, or with a
+# sentence break inside, is prose copied from a turn ("A robot that can communicate with
+# humans using its senses ... This allows for a sense of connection"), not a descriptor.
+MAX_SEGMENT_WORDS = 12
+_SENTENCE_BREAK = re.compile(r"[.!?]\s+\w")
 GROUNDED_SHARE = 0.5  # a model segment needs this share of its words from the conversation
 
 # Descriptors a technical director may add to any prompt without the team saying them.
@@ -144,6 +149,11 @@ def grounded(segment: str, conversation: set[str]) -> bool:
     return len(words & conversation) / len(words) >= GROUNDED_SHARE
 
 
+def is_prose(segment: str) -> bool:
+    """A segment that reads as sentences rather than as an image descriptor."""
+    return len(segment.split()) > MAX_SEGMENT_WORDS or bool(_SENTENCE_BREAK.search(segment))
+
+
 def repair(
     plan: TechnicalPlan,
     wishes: PersonWishes,
@@ -160,11 +170,18 @@ def repair(
     report = FidelityReport()
     foreign_stems = {stem(w) for w in foreign or set()}
     excluded_stems = [_segment_stems(p) for p in wishes.excluded()]
+    wished = set().union(*(w.term_stems for w in wishes.all())) if wishes.all() else set()
     segments: list[str] = []
     for segment in _segments(plan.positive_prompt):
         words = _segment_stems(segment)
         ungrounded = conversation is not None and not grounded(segment, conversation)
-        if words & foreign_stems or ungrounded or any(ex and ex <= words for ex in excluded_stems):
+        prose = is_prose(segment) and len(words & wished) < 0.7 * max(1, len(words))
+        if (
+            words & foreign_stems
+            or ungrounded
+            or prose
+            or any(ex and ex <= words for ex in excluded_stems)
+        ):
             report.removed.append(segment)
             continue
         if segment.lower() not in (s.lower() for s in segments):

@@ -17,8 +17,14 @@ from typing import Any
 from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, SystemMessage
 
 from creative_studio.graph.configuration import Configuration
-from creative_studio.graph.state import StudioState, Turn, brief_of, plan_of
+from creative_studio.graph.state import StudioState, Turn, brief_of, plan_of, role_of
+from creative_studio.graph.variety import worn_words
 from creative_studio.graph.wishes import PersonWishes, person_wishes
+
+# Turns that discuss (not votes, plans or reviews): the ones that should not echo each other.
+DISCUSSION_KINDS = frozenset({"explore", "respond", "specifics", "answer_user"})
+# How many worn words the instruction names, the most used first.
+NAMED_WORN = 8
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ def speaker_name(message: AnyMessage) -> str:
     """Display name of whoever wrote a message in the transcript."""
     if message.type == "human":
         return "Person"
-    role = message.name or ""
+    role = role_of(message)
     if role in personas():
         persona = personas()[role]
         return f"{persona.name} ({persona.role})"
@@ -108,8 +114,13 @@ def window_start(count: int, window: int) -> int:
     return -(-(count - window) // step) * step
 
 
-def transcript_lines(messages: list[AnyMessage], window: int, max_chars: int) -> list[str]:
+def transcript_lines(
+    messages: list[AnyMessage], window: int, max_chars: int, *, team: bool = True
+) -> list[str]:
+    """The transcript as lines; ``team=False`` keeps only the person and the studio."""
     spoken = [m for m in messages if m.type in ("human", "ai")]
+    if not team:
+        spoken = [m for m in spoken if m.type == "human" or role_of(m) not in personas()]
     lines = []
     for message in spoken[window_start(len(spoken), window) :]:
         text = message.text.strip().replace("\n", " ")
@@ -119,15 +130,21 @@ def transcript_lines(messages: list[AnyMessage], window: int, max_chars: int) ->
     return lines
 
 
-def shared_context(state: StudioState, config: Configuration) -> list[BaseMessage]:
+def shared_context(
+    state: StudioState, config: Configuration, *, hears_team: bool = True
+) -> list[BaseMessage]:
     """The prefix every speaker shares: preamble + recent transcript + brief.
 
     The parts also travel as data in ``additional_kwargs["studio_context"]``, for backends
-    that build their own prompt from them (the embedded completion model).
+    that build their own prompt from them (the embedded completion model). A speaker that
+    does not ``hears_team`` sees only the person's and the studio's lines: measured, a 0.5B
+    model copies the last teammate's sentence word for word instead of building on it, so
+    it speaks from the request, the directions and its own role alone (and reads a shorter
+    prompt, which is faster too).
     """
     prompts = team_prompts()
     messages = state.get("messages", [])
-    lines = transcript_lines(messages, config.recent_turns, config.max_turn_chars)
+    lines = transcript_lines(messages, config.recent_turns, config.max_turn_chars, team=hears_team)
     brief = brief_of(state)
     phase = state.get("phase", "ideation")
     # While the window still shows the whole discussion the roles' notes only repeat it;
@@ -178,16 +195,34 @@ def instruction_for(state: StudioState, turn: Turn, wishes: PersonWishes) -> str
     return instruction
 
 
-def build_messages(state: StudioState, turn: Turn, config: Configuration) -> list[BaseMessage]:
-    """The full prompt for one turn, prefix-first (see module docstring)."""
+def build_messages(
+    state: StudioState, turn: Turn, config: Configuration, *, hears_team: bool = True
+) -> list[BaseMessage]:
+    """The full prompt for one turn, prefix-first (see module docstring).
+
+    ``hears_team=False`` (models that cannot follow a discussion) applies to discussion
+    turns only: a plan or a review always sees what the team said.
+    """
     persona = personas()[turn.speaker]
-    wishes = person_wishes(state.get("messages", []))
+    messages = state.get("messages", [])
+    wishes = person_wishes(messages)
+    # Only a speaker who hears the team can avoid its repeats (and one who cannot follow
+    # instructions well parrots the list itself, measured on the 0.5B model).
+    worn = (
+        worn_words(messages, keep=persona.keywords)
+        if hears_team and turn.kind in DISCUSSION_KINDS
+        else []
+    )
+    instruction = instruction_for(state, turn, wishes)
+    if worn:
+        named = ", ".join(worn[:NAMED_WORN])
+        instruction += "\n" + str(team_prompts()["variety"]).format(words=named)
     closing = team_prompts()["closing"].format(
         name=persona.name,
         title=persona.title,
         voice=persona.voice,
         focus=persona.focus,
-        instruction=instruction_for(state, turn, wishes),
+        instruction=instruction,
         directive=turn.directive,
         max_sentences=persona.max_sentences,
         kind=turn.kind,
@@ -202,8 +237,9 @@ def build_messages(state: StudioState, turn: Turn, config: Configuration) -> lis
         # ones): the role's own angle, or an answer that takes up the person's words.
         "prefill": prefill_for(state, turn, wishes),
     }
+    hears = hears_team or turn.kind not in DISCUSSION_KINDS
     return [
-        *shared_context(state, config),
+        *shared_context(state, config, hears_team=hears),
         HumanMessage(closing.strip(), additional_kwargs={"studio_turn": turn_data}),
     ]
 

@@ -54,7 +54,8 @@ def _person_stems(messages: list[AnyMessage]) -> set[str]:
 
 
 def _team_turns(messages: list[AnyMessage]) -> list[AnyMessage]:
-    return [m for m in messages if m.type == "ai" and speaker_role(m)][-RECENT_TURNS:]
+    turns: list[AnyMessage] = [m for m in messages if m.type == "ai" and speaker_role(m)]
+    return turns[-RECENT_TURNS:]
 
 
 def drop_echoes(text: str, messages: Iterable[AnyMessage]) -> tuple[str, list[str]]:

@@ -1,23 +1,38 @@
 """Lens, the quality critic: approves the plan or sends it back, with reasons.
 
 The verdict is structured output (CriticVerdict). Send-backs are bounded by the
-router (max_send_backs), so a picky critic cannot stall the team forever.
+router (max_send_backs), so a picky critic cannot stall the team forever. A model that
+cannot judge (the embedded ones, see ModelProvider.judges_readiness) is not asked for a
+verdict at all: measured, a 0.5B model rejects sound plans with reasons that only restate
+them ("the steps are set to 15"), and every such send-back costs a whole extra round. Its
+review is then the studio's own deterministic check (fidelity plus the plan's numbers).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
+from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 
 from creative_studio.graph.configuration import Configuration
-from creative_studio.graph.fidelity import check
+from creative_studio.graph.fidelity import FidelityReport, check
 from creative_studio.graph.leaks import allowed_stems, strip_leaks
 from creative_studio.graph.objections import is_concrete
 from creative_studio.graph.prompting import build_messages, moderator
-from creative_studio.graph.state import CriticVerdict, StudioState, current_of, dump, plan_of
-from creative_studio.graph.wishes import person_wishes
+from creative_studio.graph.state import (
+    CriticVerdict,
+    StudioState,
+    TechnicalPlan,
+    Turn,
+    current_of,
+    dump,
+    plan_of,
+)
+from creative_studio.graph.wishes import PersonWishes, person_wishes
 from creative_studio.nodes.speaking import (
+    judges,
     model_for,
     speak,
     specialist_message,
@@ -50,6 +65,8 @@ async def critic(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
             verdict.summary(), phase=phase, kind="fidelity", fidelity=report.as_dict()
         )
         return {"messages": [note], "verdict": dump(verdict), "current": None}
+    if plan is not None and report is not None and not judges(ROLE, config, settings):
+        return checked_review(plan, report, wishes, turn, phase)
     try:
         model = await model_for(ROLE, config)
         reply, verdict = await ask_structured(
@@ -88,5 +105,41 @@ async def critic(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
         phase,
         verdict=dump(verdict),
         fidelity=report.as_dict() if report else None,
+    )
+    return {"messages": [message], "verdict": dump(verdict), "current": None}
+
+
+def checked_review(
+    plan: TechnicalPlan, report: FidelityReport, wishes: PersonWishes, turn: Turn, phase: str
+) -> dict[str, Any]:
+    """Lens's review when the model cannot judge: the studio's checks, said plainly.
+
+    Only reached for a faithful plan (an unfaithful one was sent back above), and the plan
+    already passed pydantic's bounds, so the verdict approves and says what was checked.
+    """
+    count = len(wishes.directions)
+    directions = f" and your {count} direction{'s' if count != 1 else ''}" if count else ""
+    kept = moderator("fidelity_ok", directions=directions).removeprefix("Fidelity check: ")
+    reasons = [
+        kept[:1].upper() + kept[1:].rstrip("."),
+        moderator(
+            "checked_numbers",
+            template=plan.template,
+            width=plan.width,
+            height=plan.height,
+            steps=plan.steps,
+            cfg=plan.cfg,
+        ),
+    ]
+    verdict = CriticVerdict(approved=True, reasons=reasons)
+    text = verdict.summary()
+    message = specialist_message(
+        AIMessage(content=text, id=str(uuid4())),
+        text,
+        turn,
+        phase,
+        verdict=dump(verdict),
+        fidelity=report.as_dict(),
+        checked_by="studio",
     )
     return {"messages": [message], "verdict": dump(verdict), "current": None}

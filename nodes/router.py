@@ -43,7 +43,7 @@ from creative_studio.graph.state import (
     verdict_of,
 )
 from creative_studio.graph.wishes import person_wishes
-from creative_studio.nodes.speaking import provider_from, studio_message
+from creative_studio.nodes.speaking import judges, studio_message
 
 MAX_FAILURES = 5  # model failures in a row before the team stops and tells the person
 
@@ -116,11 +116,7 @@ def judging_roles(config: RunnableConfig, settings: Configuration) -> list[str]:
     The embedded models cannot: their votes are the same sentence whatever was said
     (bench/quality.py transcripts), so they are not asked and the detector decides.
     """
-    provider = provider_from(config)
-    judges = getattr(provider, "judges_readiness", None)
-    if judges is None:
-        return list(CREATIVES)
-    return [r for r in CREATIVES if judges(r, settings)]
+    return [r for r in CREATIVES if judges(r, config, settings)]
 
 
 def _take_in_user(state: StudioState) -> dict[str, Any]:

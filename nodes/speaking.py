@@ -19,8 +19,9 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from creative_studio.core.text import clean_reply
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.leaks import allowed_stems, strip_leaks
-from creative_studio.graph.prompting import build_messages, moderator, personas
+from creative_studio.graph.prompting import DISCUSSION_KINDS, build_messages, moderator, personas
 from creative_studio.graph.state import StudioState, Turn, current_of
+from creative_studio.graph.variety import drop_echoes
 from creative_studio.graph.wishes import person_wishes, stem, stems
 from creative_studio.tools.models import (
     CONNECTION_ERRORS,
@@ -81,11 +82,17 @@ def studio_message(text: str, *, phase: str, kind: str = "moderator", **extra: A
 def specialist_message(
     reply: BaseMessage, text: str, turn: Turn, phase: str, **extra: Any
 ) -> AIMessage:
+    """A specialist's turn, named as the person ("Luna"; Studio and chat UIs show the name).
+
+    The role stays in ``additional_kwargs["role"]`` (and "speaker", for older readers);
+    graph.state.role_of reads it back.
+    """
     return AIMessage(
         content=text,
-        name=turn.speaker,
+        name=personas()[turn.speaker].name,
         id=reply.id,
         additional_kwargs={
+            "role": turn.speaker,
             "speaker": turn.speaker,
             "phase": phase,
             "kind": turn.kind,
@@ -159,6 +166,12 @@ async def call_model(
     raise AssertionError("unreachable")
 
 
+def judges(role: str, config: RunnableConfig, settings: Configuration) -> bool:
+    """Whether the role's model can judge and follow a discussion (its provider knows)."""
+    capable = getattr(provider_from(config), "judges_readiness", None)
+    return True if capable is None else bool(capable(role, settings))
+
+
 async def speak(role: str, state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     """A discussion turn: explore, respond, answer the person, vote or ask a question."""
     turn = current_of(state)
@@ -168,9 +181,8 @@ async def speak(role: str, state: StudioState, config: RunnableConfig) -> dict[s
     phase = state.get("phase", "ideation")
     try:
         model = await model_for(role, config)
-        reply = await call_model(
-            model, build_messages(state, turn, settings), time_limit=settings.timeout_for(role)
-        )
+        prompt = build_messages(state, turn, settings, hears_team=judges(role, config, settings))
+        reply = await call_model(model, prompt, time_limit=settings.timeout_for(role))
     except Exception as error:  # any model failure is reported, not raised
         return unavailable(turn, phase, error, config)
     names = [p.name for p in personas().values()]
@@ -215,6 +227,10 @@ def settle_reply(text: str, state: StudioState, turn: Turn) -> tuple[str, dict[s
     text, leaked = strip_leaks(text, allowed_stems(messages))
     if leaked:
         notes["leaks_removed"] = sorted(leaked)
+    if turn.kind in DISCUSSION_KINDS:  # a vote may repeat another: that is agreement
+        text, echoes = drop_echoes(text, messages)
+        if echoes:
+            notes["echoes_removed"] = echoes
     persona = personas()[turn.speaker]
     wishes = person_wishes(messages)
     if turn.kind == "answer_user":
@@ -222,11 +238,13 @@ def settle_reply(text: str, state: StudioState, turn: Turn) -> tuple[str, dict[s
         if latest is not None and not answers_person(text, latest.terms):
             rest = "" if _VOTE_HEAD.match(text) else text
             opener = persona.answer_opener.format(phrase=latest.phrase or latest.text)
-            tail = rest[:1].lower() + rest[1:] if rest else "I'll carry that into my part."
+            tail = rest[:1].lower() + rest[1:] if rest else "the plan takes it up."
             text = f"{opener}{tail}".strip()
             notes["answer_opened"] = True
     if not text.strip(" .…"):
         subject = wishes.request.phrase if wishes.request else "this"
+        if subject.split(" ", 1)[0] in ("A", "An", "The"):  # mid-sentence: "For a cozy cabin"
+            subject = subject[:1].lower() + subject[1:]
         text = persona.fallback.format(subject=subject) if persona.fallback else "…"
         notes["fallback"] = True
     return text, notes

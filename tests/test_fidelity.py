@@ -139,9 +139,13 @@ async def test_a_plan_copied_from_an_example_still_carries_the_request_and_the_i
     prompt = state["plan"]["positive_prompt"].lower()
     assert "cabin" in prompt and "melancholic" in prompt and "lone figure" in prompt
     assert "fox" not in prompt
-    pixel = [m for m in state["messages"] if m.name == "technical" and "Prompt:" in m.text][-1]
+    pixel = [
+        m
+        for m in state["messages"]
+        if m.additional_kwargs.get("speaker") == "technical" and "Prompt:" in m.text
+    ][-1]
     assert "Your words in the prompt" in pixel.text
-    lens = [m for m in state["messages"] if m.name == "critic"][-1]
+    lens = [m for m in state["messages"] if m.additional_kwargs.get("speaker") == "critic"][-1]
     assert "Fidelity check" in lens.text
 
 
@@ -208,12 +212,20 @@ async def test_example_words_never_reach_a_turn_unless_the_conversation_brought_
     leaky = "Soft blue snow. A red fox by the birch trees, like a woodblock print."
     graph, config, _ = _studio({"style": {"explore": [leaky]}})
     await _say(graph, config, CABIN)
-    luna = [m for m in (await graph.aget_state(config)).values["messages"] if m.name == "style"]
+    luna = [
+        m
+        for m in (await graph.aget_state(config)).values["messages"]
+        if m.additional_kwargs.get("speaker") == "style"
+    ]
     assert luna[0].text == "Soft blue snow."
     assert luna[0].additional_kwargs["leaks_removed"] == ["birch", "fox", "woodblock"]
     graph, config, _ = _studio({"style": {"explore": [leaky]}})
     await _say(graph, config, "a fox in a birch forest, woodblock print style")
-    luna = [m for m in (await graph.aget_state(config)).values["messages"] if m.name == "style"]
+    luna = [
+        m
+        for m in (await graph.aget_state(config)).values["messages"]
+        if m.additional_kwargs.get("speaker") == "style"
+    ]
     assert "fox" in luna[0].text
 
 
@@ -283,3 +295,126 @@ def test_the_negative_prompt_never_fights_the_request():
     repaired, _ = repair(plan, wishes, conversation=leaks.allowed_stems([HumanMessage(CABIN)]))
     assert repaired.negative_prompt == "blurry, watermark"
     assert check(repaired, wishes).faithful
+
+
+async def test_lens_on_a_model_that_cannot_judge_is_the_studios_check_not_a_coin_toss():
+    """A 0.5B Lens once sent a sound plan back because "the steps are set to 15"."""
+    rejecting = (
+        '{"approved": false, "reasons": ["The steps are set to 15 and the sampler is euler"], '
+        '"send_back_to": "refinement"}'
+    )
+    provider, models = make_provider(
+        {**{r: dict(k) for r, k in CABIN_TURNS.items()}, "critic": {"review": [rejecting]}}
+    )
+
+    class NoJudges(type(provider)):  # type: ignore[misc]
+        def judges_readiness(self, role: str, config: Any) -> bool:
+            return False
+
+    provider.__class__ = NoJudges
+    graph = build_graph(InMemorySaver(), provider=provider)
+    config = {"configurable": {"thread_id": str(uuid4()), "comfyui_url": ""}}
+    await _say(graph, config, CABIN)
+    state = (await graph.aget_state(config)).values
+    assert "review" not in models["critic"].kinds
+    reviews = [m for m in state["messages"] if m.additional_kwargs.get("kind") == "review"]
+    assert len(reviews) == 1 and reviews[0].additional_kwargs["checked_by"] == "studio"
+    plan = state["plan"]
+    assert f"{plan['width']}x{plan['height']}" in reviews[0].text
+    assert "carries your request" in reviews[0].text
+    assert not any("sent the plan back" in m.text for m in state["messages"])
+    assert state["phase"] == "complete" and state["verdict"]["approved"]
+
+
+def test_worn_words_are_the_teams_repeats_never_the_persons_words():
+    from langchain_core.messages import AIMessage
+
+    from creative_studio.graph.variety import worn_words
+
+    def said(role: str, text: str) -> AIMessage:
+        return AIMessage(text, name=role, additional_kwargs={"speaker": role})
+
+    messages = [
+        HumanMessage(CABIN, id="1"),
+        said("style", "Soft reflective surfaces and warm light in the windows."),
+        said("composition", "Soft reflective surfaces frame the cabin."),
+        AIMessage("Soft reflective surfaces again.", name="system"),  # the studio: not counted
+        said("story", "A calm evening; the cabin waits."),
+    ]
+    worn = worn_words(messages)
+    # Most used first; the person's words never, the studio's lines not counted.
+    assert set(worn[:3]) == {"reflective", "soft", "surfaces"}
+    assert "again" not in worn and {"frame", "calm", "evening"} <= set(worn)
+    assert "cabin" not in worn and "warm" not in worn and "windows" not in worn
+    # A role's own vocabulary stays free for it.
+    assert "soft" not in worn_words(messages, keep=["soft"])
+
+
+def test_a_sentence_copied_from_an_earlier_turn_is_dropped_the_persons_words_never_count():
+    from langchain_core.messages import AIMessage
+
+    from creative_studio.graph.variety import drop_echoes
+
+    luna = AIMessage(
+        "For the colours and light, that means a soothing, peaceful atmosphere.",
+        name="Luna",
+        additional_kwargs={"speaker": "style"},
+    )
+    messages = [HumanMessage(CABIN, id="1"), HumanMessage(MELANCHOLIC, id="2"), luna]
+    copied = (
+        "Yes, more melancholic, a lone figure walking to the cabin. For the moment and the "
+        "feeling, that means a soothing, peaceful atmosphere. Snow muffles every footstep."
+    )
+    text, dropped = drop_echoes(copied, messages)
+    assert dropped == [
+        "For the moment and the feeling, that means a soothing, peaceful atmosphere."
+    ]
+    assert text.startswith("Yes, more melancholic, a lone figure walking to the cabin.")
+    assert text.endswith("Snow muffles every footstep.")
+    # Only the person's words in common: never an echo.
+    assert drop_echoes("A cozy cabin, warm light in the windows at dusk.", messages)[1] == []
+
+
+def test_a_model_that_cannot_follow_the_team_hears_the_person_and_the_studio_only():
+    from langchain_core.messages import AIMessage
+
+    from creative_studio.graph.configuration import Configuration
+    from creative_studio.graph.prompting import build_messages
+    from creative_studio.graph.state import Turn
+
+    luna = AIMessage(
+        "Slate blue snow, one amber window.", name="Luna", additional_kwargs={"speaker": "style"}
+    )
+    studio = AIMessage("Good first ideas. Let's refine them.", name="system")
+    state: Any = {"messages": [HumanMessage(CABIN, id="1"), luna, studio], "phase": "ideation"}
+    settings = Configuration()
+    for kind, hears, expect_luna in [("explore", False, False), ("explore", True, True)]:
+        turn = Turn(speaker="composition", kind=kind)
+        prompt = "\n".join(m.text for m in build_messages(state, turn, settings, hears_team=hears))
+        assert CABIN in prompt and "Good first ideas" in prompt
+        assert ("Slate blue snow" in prompt) is expect_luna
+    # A plan always sees the team's discussion.
+    plan = build_messages(state, Turn(speaker="technical", kind="plan"), settings, hears_team=False)
+    assert "Slate blue snow" in "\n".join(m.text for m in plan)
+
+
+def test_prose_copied_into_the_prompt_is_dropped_the_persons_long_phrases_stay():
+    wishes = person_wishes(
+        [
+            HumanMessage("An astronaut playing chess with a robot on the moon", id="1"),
+            HumanMessage("the earth should be visible in the sky", id="2"),
+        ]
+    )
+    copied = (
+        "An astronaut playing chess with a robot on the moon, A robot that can communicate "
+        "with humans using its senses but also visually with the astronaut through its mind. "
+        "This allows for a sense of connection, silver light, low angle"
+    )
+    plan = TechnicalPlan(positive_prompt=copied)
+    repaired, report = repair(plan, wishes)
+    prompt = repaired.positive_prompt
+    assert "communicate" not in prompt and "This allows" not in prompt
+    assert prompt.startswith("An astronaut playing chess with a robot on the moon")
+    assert "silver light" in prompt and "low angle" in prompt
+    assert "earth should be visible in the sky" in prompt
+    assert any("communicate" in r for r in report.removed)

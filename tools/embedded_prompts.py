@@ -102,13 +102,18 @@ GEMMA_GRAMMARS: dict[str, dict[str, Any]] = {
 
 # The plan fields the studio decides itself, so the chat model is not asked for them: the seed
 # (nodes/technical.choose_seed keeps or draws it), the batch size and denoise (fixed for a
-# text-to-image plan) and LoRAs (a 0.5B model knows no names installed on the server).
-PLAN_FIELDS_LEFT_TO_STUDIO = frozenset({"seed", "batch_size", "denoise", "loras"})
+# text-to-image plan), LoRAs (a 0.5B model knows no names installed on the server), and the
+# checkpoint, sampler and scheduler: the builder switches in an installed checkpoint of the
+# template's family anyway, and a 0.5B model's pick of sampler is a coin toss. Every field
+# left out is ~10 forced tokens (~1 s on 2 cores) the grammar no longer makes it write.
+PLAN_FIELDS_LEFT_TO_STUDIO = frozenset(
+    {"seed", "batch_size", "denoise", "loras", "checkpoint", "sampler", "scheduler"}
+)
 # Tighter than the pydantic bounds: short strings keep a plan at 150-250 tokens (~20 s here).
 PLAN_STRING_CAPS = {
     "positive_prompt": (10, 300),
     "negative_prompt": (0, 120),
-    "rationale": (0, 160),
+    "rationale": (0, 110),
     "video.motion": (1, 60),
 }
 # llama.cpp's schema converter ignores numeric minimum/maximum, so bounded numbers become enums:
