@@ -2,7 +2,8 @@
 
 ``create_app(settings)`` wires the routers, the error handlers (every error is
 ``{"error": {"code", "message"}}`` with a fitting status), a request-size limit, the
-token check for non-local binds, and the web app's static export when it was built.
+Host/Origin guard and CORS (api/security.py), the token check for non-local binds, and the
+web app's static export when it was built.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from creative_studio.api.routes import (
     workflows,
 )
 from creative_studio.api.schemas import ErrorResponse
+from creative_studio.api.security import HttpSecuritySettings
+from creative_studio.api.security import install as install_http_security
 from creative_studio.core.errors import DatabaseUnavailableError, StudioError
 from creative_studio.store.availability import describe, is_connection_error
 from creative_studio.tools.models import ModelProvider
@@ -118,7 +121,9 @@ def create_app(
     *,
     provider: ModelProvider | None = None,
     web_dir: Path | None = WEB_DIR,
+    security: HttpSecuritySettings | None = None,
 ) -> FastAPI:
+    """``security`` defaults to CREATIVE_STUDIO_ALLOWED_HOSTS / _CORS_ORIGINS (api/security.py)."""
     settings = settings or StudioSettings()
 
     @contextlib.asynccontextmanager
@@ -138,6 +143,7 @@ def create_app(
         responses={
             400: {"model": ErrorResponse},
             401: {"model": ErrorResponse},
+            403: {"model": ErrorResponse, "description": "A foreign Origin may not change this."},
             404: {"model": ErrorResponse},
             409: {"model": ErrorResponse},
             413: {"model": ErrorResponse},
@@ -147,6 +153,7 @@ def create_app(
     )
     app.state.settings = settings
     app.add_middleware(BodyLimit)
+    install_http_security(app, bind_host=settings.host, security=security)  # outermost
 
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, error: StudioError) -> JSONResponse:

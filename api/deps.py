@@ -23,8 +23,10 @@ from creative_studio.core.events import StudioEvent
 from creative_studio.graph.builder import build_graph
 from creative_studio.services.generation import GenerationService
 from creative_studio.services.runner import ConversationRunner
+from creative_studio.services.takeover import TakeoverSweep
 from creative_studio.store.database import Database
 from creative_studio.store.eventlog import EventLog
+from creative_studio.store.notify import Notifier
 from creative_studio.store.repository import StudioRepository
 from creative_studio.tools.comfyui import ComfyUIClient
 from creative_studio.tools.models import AssignmentProvider, ModelProvider
@@ -90,6 +92,8 @@ class Studio:
     outputs: OutputLinks
     last_seen: dict[str, float] = field(default_factory=dict)  # conversation -> person activity
     paused: set[str] = field(default_factory=set)
+    notifier: Notifier | None = None  # LISTEN/NOTIFY between workers on one database
+    takeover: TakeoverSweep | None = None  # continues conversations of workers that died
     _watchdog: asyncio.Task[None] | None = None
 
     @classmethod
@@ -98,7 +102,9 @@ class Studio:
     ) -> Studio:
         database = await Database.open(settings.database_url, settings.data_dir)
         provider = provider or AssignmentProvider(settings.ollama_host, data_dir=settings.data_dir)
-        events = EventLog(database.pool)
+        # Other workers on the same database: their events and hand-offs wake this one.
+        notifier = Notifier(lambda: database.monitor.url)
+        events = EventLog(database.pool, notifier=notifier)
         await events.start()
         repository = StudioRepository(database.pool)
         storage = storage_from_env(settings.data_dir)
@@ -128,7 +134,15 @@ class Studio:
         if "model" in settings.model_fields_set:  # serve --model / CREATIVE_STUDIO_MODEL
             # The default for roles a session did not assign; a session's own settings win.
             configurable["default_model"] = settings.model
-        runner = ConversationRunner(graph, database, sink=publish, extra_configurable=configurable)
+        runner = ConversationRunner(
+            graph,
+            database,
+            sink=publish,
+            extra_configurable=configurable,
+            notifier=notifier,
+            events=events,
+        )
+        await notifier.start()  # listening before any stream or run begins
         studio = cls(
             settings=settings,
             database=database,
@@ -140,8 +154,12 @@ class Studio:
             generations=generations,
             comfyui=comfyui,
             outputs=outputs,
+            notifier=notifier,
+            takeover=TakeoverSweep(database.leases, runner.take_over),
         )
         await studio.resume_unfinished()
+        assert studio.takeover is not None
+        studio.takeover.start()
         studio._watchdog = asyncio.create_task(studio._watch_idle(), name="idle-watchdog")
         return studio
 
@@ -150,6 +168,8 @@ class Studio:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
+        if self.takeover is not None:
+            await self.takeover.stop()
         await self.runner.aclose()
         await self.generations.aclose()
         await self.comfyui.aclose()
@@ -157,6 +177,8 @@ class Studio:
         if close_storage is not None:
             await close_storage()
         await self.events.stop()
+        if self.notifier is not None:
+            await self.notifier.stop()
         await self.database.close()
 
     async def resume_unfinished(self) -> None:

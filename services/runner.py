@@ -17,6 +17,20 @@ The graph knows how the team talks; the runner knows how a *conversation* runs:
 * When the database goes away mid-run, the conversation waits for it (nothing is retried
   against a dead server) and continues from its last checkpoint as soon as the database is
   back (``Database.on_recovered``), in the same process, without a restart.
+* A generation that ends while no graph node waits for it (it waited for ComfyUI, a
+  previous process started it, the person cancelled it) reaches the conversation through
+  ``deliver_result``: the conversation's worker writes it into the thread as the ComfyUI
+  node's result (between runs, never during one), so the state, the transcript and the
+  event stream all tell it.
+* With a ``notifier`` (several workers on one database), a message that arrives while
+  another worker holds the lease is handed to that worker (store/inbox.py), which queues it
+  into its running turn; without one, that case is an error as before. A cancel is
+  forwarded the same way (``cancel_elsewhere``).
+* A worker that died mid-run stops renewing its leases; another worker's sweep
+  (services/takeover.py) calls ``take_over``, which continues the run from its last
+  checkpoint without repeating or losing what the dead worker had put in the event log.
+  A worker that could not renew a lease for a whole ttl stops its run (``LeaseLost``):
+  another may have taken it over.
 """
 
 from __future__ import annotations
@@ -32,11 +46,16 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StreamMode
 
-from creative_studio.core.errors import InvalidInputError, InvalidStateError
+from creative_studio.core.errors import (
+    ConversationBusyError,
+    InvalidInputError,
+    InvalidStateError,
+)
 from creative_studio.core.events import EventKind, EventSink, StudioEvent
 from creative_studio.core.roles import SPECIALISTS
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.events import display_name
+from creative_studio.nodes.comfyui_outcome import late_update
 from creative_studio.services.conversation_state import (
     MAX_MESSAGE_CHARS,
     Interjected,
@@ -46,17 +65,26 @@ from creative_studio.services.conversation_state import (
     validate_message,
 )
 from creative_studio.services.outage import OutageWaiter
+from creative_studio.services.takeover import read_leftovers
 from creative_studio.services.transcript import store_message
 from creative_studio.store.availability import is_connection_error
 from creative_studio.store.database import Database
+from creative_studio.store.eventlog import EventLog
+from creative_studio.store.inbox import HandedMessage, Inbox
+from creative_studio.store.notify import Notifier
 from creative_studio.store.records import ConversationStatus
 from creative_studio.store.repository import StudioRepository
+from creative_studio.workflows.run import GenerationOutcome
 
 __all__ = ["MAX_MESSAGE_CHARS", "STREAM_MODES", "ConversationRunner", "validate_message"]
 
 log = logging.getLogger(__name__)
 
 STREAM_MODES: list[StreamMode] = ["messages", "updates", "tasks", "custom"]
+
+
+class LeaseLost(Exception):
+    """This worker's lease of a conversation lapsed mid-run: another worker may run it now."""
 
 
 class ConversationRunner:
@@ -69,6 +97,8 @@ class ConversationRunner:
         *,
         sink: EventSink | None = None,
         extra_configurable: dict[str, Any] | None = None,
+        notifier: Notifier | None = None,
+        events: EventLog | None = None,
     ) -> None:
         self.graph = graph
         self.database = database
@@ -79,6 +109,30 @@ class ConversationRunner:
         self._closing = False
         # Conversations whose run the database cut short; continued when it is back.
         self._outage = OutageWaiter(database, self._go_on_after_outage)
+        # Messages other workers received for conversations this one runs.
+        self._inbox = (
+            Inbox(
+                notifier,
+                database.pool,
+                database.leases.owner,
+                self._take_handed,
+                cancel=self._cancel_handed,
+            )
+            if notifier is not None
+            else None
+        )
+        # Taking over a dead worker's conversations (services/takeover.py).
+        self.events = events
+        self._taking_over: set[str] = set()
+        self._announced: dict[str, set[str]] = {}  # message ids the dead worker announced
+        self._lost: dict[str, asyncio.Event] = {}  # per conversation run here: lease lapsed
+        # Generation results no node waited for, per conversation: (outcome, known, done).
+        self._late: dict[str, list[tuple[GenerationOutcome, bool, asyncio.Future[bool]]]] = {}
+        listen = getattr(
+            self.extra_configurable.get("generation_service"), "add_result_listener", None
+        )
+        if listen is not None:
+            listen(self.deliver_result)
 
     # ----------------------------------------------------------------- public API
 
@@ -119,14 +173,54 @@ class ConversationRunner:
             )
         self._kick(cid)
 
-    async def cancel(self, conversation_id: str) -> bool:
-        """Stop the current run at a safe point. True if something was running."""
+    async def cancel(self, conversation_id: str, *, stop_generation: bool = False) -> bool:
+        """Stop the current run at a safe point. True if something was running.
+
+        With ``stop_generation`` (the person pressed cancel) the conversation's generation
+        stops too, in ComfyUI, and the conversation leaves "generating" before this
+        returns, with "Generation cancelled." in the chat. Without it (the person left, or
+        interjected) a generation goes on: it costs the person nothing to get the image.
+        """
         cid = str((await self.repository.get_conversation(conversation_id)).id)
         live = self._live.get(cid)
-        if live is None or live.run is None or live.run.done():
+        running = live is not None and live.run is not None and not live.run.done()
+        if running:
+            assert live is not None
+            self._interject(live)
+        if not stop_generation:
+            return running
+        service = self.extra_configurable.get("generation_service")
+        stop = getattr(service, "cancel_conversation", None)
+        stopped: list[GenerationOutcome] = await stop(cid) if stop is not None else []
+        for outcome in stopped:
+            await self.deliver_result(cid, outcome, known=True, wait=True)
+        if stopped:
+            await self.wait_idle(cid)  # its final status is written and announced
+        return running or bool(stopped)
+
+    async def deliver_result(
+        self,
+        conversation_id: str,
+        outcome: GenerationOutcome,
+        *,
+        known: bool = False,
+        wait: bool = False,
+    ) -> bool:
+        """A generation ended with no node waiting: write it into the conversation.
+
+        Queued to the conversation's worker (after the run in progress, if any); with
+        ``wait``, returns once it is written (True) or found to have no place (False).
+        ``known``: the caller knows the thread is generating it (see late_update).
+        """
+        if self._closing:
             return False
-        self._interject(live)
-        return True
+        cid = str(conversation_id)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._late.setdefault(cid, []).append((outcome, known, done))
+        live = self._live.setdefault(cid, Live())
+        if live.worker is None or live.worker.done():
+            live.worker = asyncio.create_task(self._work(cid), name=f"conversation-{cid}")
+        return await asyncio.shield(done) if wait else False
 
     def is_running(self, conversation_id: str) -> bool:
         live = self._live.get(conversation_id)
@@ -153,6 +247,8 @@ class ConversationRunner:
         """Stop every run (at shutdown); checkpoints keep everything already done."""
         self._closing = True
         await self._outage.close()
+        if self._inbox is not None:
+            await self._inbox.close()
         workers = [lv.worker for lv in self._live.values() if lv.worker and not lv.worker.done()]
         for worker in workers:
             worker.cancel()
@@ -213,12 +309,34 @@ class ConversationRunner:
         """The conversation's single worker: runs queued input until there is none."""
         live = self._live[cid]
         waiting = False
+        locked = False
+        elsewhere = False  # another worker runs it: what was queued here went there
+        again = False  # input that arrived while this worker was ending: a new one runs it
         try:
-            async with self.database.writer_lock(cid):
-                configurable = await self.settings(cid)
-                while live.pending:
-                    run_input = await self._next_input(cid, live, configurable)
-                    await self._run(cid, live, run_input, configurable)
+            try:
+                async with self.database.writer_lock(cid) as lock:
+                    locked = True
+                    self._lost[cid] = lock.lost_event
+                    configurable = await self.settings(cid)
+                    if cid in self._taking_over:
+                        await self._pick_up(cid, live)
+                    while live.pending or self._late.get(cid):
+                        if self._late.get(cid):
+                            await self._apply_late(cid, live, configurable)
+                            continue
+                        run_input = await self._next_input(cid, live, configurable)
+                        await self._run(cid, live, run_input, configurable)
+            except ConversationBusyError:
+                if locked or self._inbox is None:
+                    raise
+                elsewhere = await self._hand_off(cid, live)
+                again = not elsewhere  # the lease was let go meanwhile: take it now
+            except LeaseLost:
+                elsewhere = True  # whoever took the lease over continues it
+                log.error("conversation %s: lease lost mid-run, run stopped here", cid)
+                live.pending.clear()
+            else:
+                again = True
         except asyncio.CancelledError:
             # The process is shutting down: stop the run, keep what was streamed, and leave
             # the status "running" so the next start continues this conversation.
@@ -237,8 +355,135 @@ class ConversationRunner:
                 log.exception("conversation %s failed", cid)
                 await self._emit(cid, "error", {"message": getattr(error, "message", str(error))})
         finally:
-            if not self._closing and not waiting:
+            self._taking_over.discard(cid)
+            self._lost.pop(cid, None)
+            again = again and bool(live.pending or self._late.get(cid)) and not self._closing
+            if not self._closing and not waiting and not elsewhere and not again:
                 await self._finish(cid)
+            if again:
+                live.worker = asyncio.create_task(self._work(cid), name=f"conversation-{cid}")
+
+    async def take_over(self, conversation_id: str) -> bool:
+        """Continue a conversation whose worker died (its lease expired while "running").
+
+        False when it already runs here. The run continues from its last checkpoint; when
+        there is nothing left to run, the conversation's final status is written.
+        """
+        cid = str(conversation_id)
+        live = self._live.setdefault(cid, Live())
+        if self._closing or (live.worker is not None and not live.worker.done()):
+            return False
+        snapshot = await self.graph.aget_state(self._config(cid, {}))
+        if (snapshot.next or snapshot.tasks) and not snapshot.interrupts and not live.pending:
+            live.pending.append(Resume(None))
+        self._taking_over.add(cid)
+        live.worker = asyncio.create_task(self._work(cid), name=f"conversation-{cid}")
+        return True
+
+    async def _pick_up(self, cid: str, live: Live) -> None:
+        """Under the lease just taken over: keep the dead worker's half-said text, and
+        remember what it announced so the replayed step does not announce it again."""
+        if self.events is None:
+            return
+        leftovers = await read_leftovers(self.events, cid)
+        self._announced[cid] = leftovers.announced
+        cut = set(leftovers.partial) - set(live.partial)
+        live.partial.update({k: v for k, v in leftovers.partial.items() if k in cut})
+        live.phase = live.phase or leftovers.phase
+        await self._keep_partials(cid, live)
+        # The node that was cut runs again from the checkpoint: its text is not carried in.
+        live.carry = [m for m in live.carry if str(m.id) not in cut]
+
+    async def _wait_run(self, cid: str, run: asyncio.Task[None]) -> None:
+        """Until the run ends; stops it (``LeaseLost``) when the lease lapsed meanwhile."""
+        lost = self._lost.get(cid)
+        if lost is None:
+            await asyncio.wait({run})
+            return
+        watch = asyncio.create_task(lost.wait())
+        try:
+            await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+        if not run.done():
+            run.cancel()
+            await asyncio.wait({run})
+            raise LeaseLost(cid)
+
+    async def running_elsewhere(self, conversation_id: str) -> bool:
+        """Another worker holds the conversation's lease (it is running it there)."""
+        holder = await self.database.leases.holder(conversation_id)
+        return holder is not None and holder != self.database.leases.owner
+
+    async def cancel_elsewhere(self, conversation_id: str) -> bool:
+        """The person pressed cancel on a worker that does not run the conversation: the
+        holder is told (store/inbox.py) and stops it, and its generation, there."""
+        cid = str(conversation_id)
+        holder = await self.database.leases.holder(cid)
+        if self._inbox is None or holder is None or holder == self.database.leases.owner:
+            return False
+        await self._inbox.send_cancel(holder, cid)
+        log.info("conversation %s runs in %s: forwarded the cancel", cid, holder)
+        return True
+
+    async def _cancel_handed(self, conversation_id: str) -> None:
+        await self.cancel(conversation_id, stop_generation=True)
+
+    async def _hand_off(self, cid: str, live: Live) -> bool:
+        """Another worker holds the lease: send it the person's queued messages, in order.
+
+        False when nobody holds it any more (it was released meanwhile). A continuation
+        (``Resume``) queued here is dropped: the holder is running the conversation.
+        """
+        assert self._inbox is not None
+        holder = await self.database.leases.holder(cid)
+        if holder is None:
+            return False
+        if holder == self.database.leases.owner:  # our own lease, taken by another task
+            raise ConversationBusyError(f"Conversation {cid} is already running here.")
+        ids = [str(m.id) for m in live.pending if isinstance(m, HumanMessage)]
+        await self._inbox.hand_off(holder, cid, ids)
+        live.pending.clear()
+        log.info("conversation %s runs in %s: handed it %d message(s)", cid, holder, len(ids))
+        return True
+
+    async def _take_handed(self, handed: HandedMessage) -> None:
+        """A message another worker received for a conversation this worker runs."""
+        cid = handed.conversation_id
+        live = self._live.setdefault(cid, Live())
+        if any(isinstance(m, HumanMessage) and m.id == handed.message_id for m in live.pending):
+            return
+        live.pending.append(HumanMessage(content=handed.content, name="user", id=handed.message_id))
+        self._kick(cid)
+
+    async def _apply_late(self, cid: str, live: Live, configurable: dict[str, Any]) -> None:
+        """Write late generation results into the thread, as the ComfyUI node's result.
+
+        While the conversation is "generating" the update is applied as the node's own
+        write and the router runs after it (deterministic, no model), so the thread ends
+        exactly as if the node had waited. A discussion that went on meanwhile only gets
+        the line in its transcript: its state is the discussion's.
+        """
+        config = self._config(cid, configurable)
+        for outcome, known, done in self._late.pop(cid, []):
+            applied = False
+            try:
+                snapshot = await self.graph.aget_state(config)
+                values = snapshot.values or {}
+                update = late_update(values, outcome, known=known)
+                if update is not None:
+                    applied = True
+                    if values.get("phase") == "generating" and not snapshot.interrupts:
+                        await self.graph.aupdate_state(config, update, as_node="comfyui")
+                        await self.graph.ainvoke(None, config, durability="sync")
+                    if update.get("phase") and update["phase"] != live.phase:
+                        live.phase = update["phase"]
+                        await self._emit(cid, "phase", {"phase": update["phase"]})
+                    for message in update["messages"]:
+                        await self._emit(cid, "message", await self._store(cid, message))
+            finally:
+                if not done.done():
+                    done.set_result(applied)
 
     async def _next_input(self, cid: str, live: Live, configurable: dict[str, Any]) -> Any:
         first = live.pending[0]
@@ -272,7 +517,7 @@ class ConversationRunner:
         live.cancel_pending = False
         live.started = False
         live.run = asyncio.create_task(self._stream(cid, live, run_input, configurable))
-        await asyncio.wait({live.run})
+        await self._wait_run(cid, live.run)
         interjected = live.run.cancelled() or isinstance(live.run.exception(), Interjected)
         if interjected:
             await self._keep_partials(cid, live)
@@ -370,6 +615,8 @@ class ConversationRunner:
                 await self._emit(cid, "phase", {"phase": phase})
             for message in update.get("messages") or []:
                 live.partial.pop(str(message.id), None)
+                if str(message.id) in self._announced.get(cid, ()):
+                    continue  # a replayed step the worker before us had announced
                 await self._emit(cid, "message", await self._store(cid, message))
 
     async def _keep_partials(self, cid: str, live: Live) -> None:
@@ -379,9 +626,10 @@ class ConversationRunner:
                 continue
             message = AIMessage(
                 content=partial.text.strip(),
-                name=partial.role,
+                name=display_name(partial.role),
                 id=message_id,
                 additional_kwargs={
+                    "role": partial.role,
                     "speaker": partial.role,
                     "phase": partial.phase,
                     "kind": partial.kind,

@@ -10,8 +10,36 @@ sees it, and gets the row's id, which only grows. So:
 * an id that does not belong to the conversation is an error, not a silent full replay.
 
 Writes are group-committed: one writer task takes whatever events are waiting (from all
-conversations), inserts them in one pipelined batch and only then hands them to the
-subscribers. Under load the batch grows; when idle an event costs one round trip.
+conversations), inserts them in one transaction (one ``insert ... select from unnest``) and
+only then hands them to the subscribers. Under load the batch grows; when idle an event
+costs two round trips.
+
+Tokens are the bulk of the traffic (every specialist streams), so they are cheaper:
+
+* ``publish`` of a token does not wait for its commit (it is queued in order with every
+  other event, and a later event of the conversation is stored after it); the run goes on
+  streaming, so while one batch is being written the next tokens pile up;
+* consecutive tokens of one message waiting in the same batch are coalesced into one frame
+  (one row, one SSE event whose ``text`` is their texts joined). Nothing is delayed to
+  coalesce: idle, every token is its own frame; loaded, a frame holds what arrived during
+  one commit. A reconnecting client reads the same frames from the table, so it gets
+  exactly what it missed. Clients already append a token's text, however long;
+* a backlog of more than ``TOKEN_BACKLOG`` events makes token publishers wait again, so a
+  slow database slows the producers instead of filling memory.
+
+Several workers on one database (store/notify.py):
+
+* Writers of the same conversation are serialised by a transaction-level advisory lock per
+  conversation, taken before the ids are drawn, so within a conversation ids are handed out
+  in commit order: a reader that has seen id N will never see a smaller id appear later.
+* Each batch NOTIFYs ``studio_events`` with ``instance|conversation|last id`` per
+  conversation, delivered when the rows are committed. Other workers wake the subscribers
+  of that conversation, who read the new rows from the table (the log stays the truth).
+* Every stored event carries the id of the conversation's previous event (read under the
+  lock). A subscriber takes a local event straight from memory only when it follows the
+  last one it sent; otherwise (another worker wrote in between) it reads the table first.
+  So order and exactly-once hold with any number of writers, and Last-Event-ID resumes on
+  any worker.
 """
 
 from __future__ import annotations
@@ -33,12 +61,16 @@ from pydantic import BaseModel
 from creative_studio.core.errors import InvalidInputError
 from creative_studio.core.events import StudioEvent
 from creative_studio.store.availability import is_connection_error
+from creative_studio.store.notify import Notifier, notify
 
 log = logging.getLogger(__name__)
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 MAX_BATCH = 500
+TOKEN_BACKLOG = 5_000  # events waiting to be stored before token publishers wait too
 SUBSCRIBER_BACKLOG = 10_000  # a client that falls this far behind is dropped; it reconnects
+CHANNEL = "studio_events"
+_LOCK_CLASS = 0x5E7E  # advisory lock space of the event log (two-key form: its own space)
 
 
 class LoggedEvent(BaseModel):
@@ -49,20 +81,91 @@ class LoggedEvent(BaseModel):
     created_at: datetime | None = None
 
 
+class _Stored:
+    """An event this process stored, with the id of its conversation's previous event."""
+
+    __slots__ = ("event", "previous")
+
+    def __init__(self, event: LoggedEvent, previous: int) -> None:
+        self.event = event
+        self.previous = previous
+
+
+# What a subscriber's queue holds: an event stored here, a hint that the table has rows up
+# to that id (another worker's, 0: look anyway), or None: the stream ends.
+_Item = _Stored | int | None
+
+
 class _Subscriber:
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[LoggedEvent | None] = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        self.queue: asyncio.Queue[_Item] = asyncio.Queue(SUBSCRIBER_BACKLOG)
         self.dropped = False
 
 
-class EventLog:
-    """Store-then-deliver event log with live subscriptions per conversation."""
+_TOKEN_KEYS = {"message_id", "role", "speaker", "text"}
 
-    def __init__(self, pool: Pool) -> None:
+
+def coalesce(events: list[StudioEvent]) -> tuple[list[StudioEvent], list[int]]:
+    """Merge each run of consecutive tokens of one message (per conversation) into one frame.
+
+    Returns the frames, in order, and for every input event the index of its frame. Only
+    tokens of the same message with nothing of their conversation in between are joined,
+    so every conversation's sequence of frames says exactly what its events said.
+    """
+    frames: list[StudioEvent] = []
+    carriers: list[int] = []
+    open_token: dict[str, int] = {}  # conversation -> its last frame, while that is a token
+    for event in events:
+        cid = event.conversation_id
+        index = open_token.get(cid)
+        if index is not None and event.kind == "token" and _joins(frames[index], event):
+            last = frames[index]
+            text = str(last.data["text"]) + str(event.data["text"])
+            frames[index] = last.model_copy(update={"data": {**last.data, "text": text}})
+            carriers.append(index)
+            continue
+        frames.append(event)
+        carriers.append(len(frames) - 1)
+        if event.kind == "token" and set(event.data) == _TOKEN_KEYS:
+            open_token[cid] = len(frames) - 1
+        else:
+            open_token.pop(cid, None)
+    return frames, carriers
+
+
+def _joins(frame: StudioEvent, token: StudioEvent) -> bool:
+    data, more = frame.data, token.data
+    return (
+        set(more) == _TOKEN_KEYS
+        and isinstance(more["text"], str)
+        and all(data[key] == more[key] for key in ("message_id", "role", "speaker"))
+    )
+
+
+def _lock_key(conversation_id: str) -> int:
+    """A 31-bit key per conversation; a collision only serialises two conversations."""
+    return UUID(conversation_id).int & 0x7FFFFFFF
+
+
+class EventLog:
+    """Store-then-deliver event log with live subscriptions per conversation.
+
+    With a ``notifier`` (several workers on one database) it announces what it stored and
+    hears what the others stored; without one it serves the subscribers of this process.
+    """
+
+    def __init__(self, pool: Pool, *, notifier: Notifier | None = None) -> None:
         self.pool = pool
-        self._pending: asyncio.Queue[tuple[StudioEvent, asyncio.Future[int]]] = asyncio.Queue()
+        self.notifier = notifier
+        # (event, future): the future is None for a token nobody waits for.
+        self._pending: asyncio.Queue[tuple[StudioEvent, asyncio.Future[int] | None]] = (
+            asyncio.Queue()
+        )
         self._subscribers: dict[str, set[_Subscriber]] = {}
         self._writer: asyncio.Task[None] | None = None
+        if notifier is not None:
+            notifier.listen(CHANNEL, self._on_notify)
+            notifier.on_reconnect(self._wake_all)
 
     async def start(self) -> None:
         if self._writer is None:
@@ -86,6 +189,9 @@ class EventLog:
         """Store the event; returns its id once it is durable and on its way to clients."""
         if self._writer is None:
             await self.start()
+        if event.kind == "token" and self._pending.qsize() < TOKEN_BACKLOG:
+            self._pending.put_nowait((event, None))  # stored in order; nobody waits for it
+            return 0
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         await self._pending.put((event, done))
         return await done
@@ -100,55 +206,97 @@ class EventLog:
             batch = [await self._pending.get()]
             while not self._pending.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._pending.get_nowait())
+            frames, carriers = coalesce([event for event, _ in batch])
             try:
-                ids = await self._insert([event for event, _ in batch])
+                stored = await self._insert(frames)
             except Exception as error:
                 if is_connection_error(error):  # the publisher hears of it; no traceback
                     log.debug("could not store %d events: %s", len(batch), error)
                 else:
                     log.exception("could not store %d events", len(batch))
                 for _, done in batch:
-                    if not done.done():
+                    if done is not None and not done.done():
                         done.set_exception(error)
                     self._pending.task_done()  # else stop() waits its 10 s for them
                 continue
-            for (event, done), event_id in zip(batch, ids, strict=True):
+            delivered = -1
+            for (_, done), index in zip(batch, carriers, strict=True):
+                item = stored[index]
+                if index > delivered:  # each frame once, in order
+                    delivered = index
+                    self._deliver(item.event.conversation_id, item)
+                if done is not None and not done.done():
+                    done.set_result(item.event.id)
+                self._pending.task_done()
+
+    async def _insert(self, events: list[StudioEvent]) -> list[_Stored]:
+        """One transaction: lock the conversations, read their last ids, insert, NOTIFY."""
+        cids = sorted({str(UUID(e.conversation_id)) for e in events})
+        keys = sorted({_lock_key(cid) for cid in cids})
+        async with self.pool.connection() as conn, conn.transaction():
+            # Lock first, then read (a new snapshot: it sees the previous holder's rows),
+            # then draw the ids: per conversation, ids follow commit order.
+            await conn.execute(
+                "select pg_advisory_xact_lock(%s, k) from unnest(%s::int[]) k", (_LOCK_CLASS, keys)
+            )
+            cur = await conn.execute(
+                "select c::text as cid, (select max(id) from conversation_events e"
+                " where e.conversation_id = c) as last from unnest(%s::uuid[]) c",
+                (cids,),
+            )
+            last = {row["cid"]: int(row["last"] or 0) for row in await cur.fetchall()}
+            # One statement for the whole batch; identity values are drawn in the order
+            # unnest yields the rows, so the sorted ids follow the events' order.
+            cur = await conn.execute(
+                "insert into conversation_events (conversation_id, kind, data, created_at)"
+                " select * from unnest(%s::uuid[], %s::text[], %s::jsonb[], %s::timestamptz[])"
+                " returning id",
+                (
+                    [e.conversation_id for e in events],
+                    [e.kind for e in events],
+                    [Jsonb(e.data) for e in events],
+                    [e.at for e in events],
+                ),
+            )
+            ids = sorted(int(row["id"]) for row in await cur.fetchall())
+            stored = []
+            for event, event_id in zip(events, ids, strict=True):
+                cid = str(UUID(event.conversation_id))
                 logged = LoggedEvent(
                     id=event_id,
-                    conversation_id=event.conversation_id,
+                    conversation_id=cid,
                     kind=event.kind,
                     data=event.data,
                     created_at=event.at,
                 )
-                self._deliver(logged)
-                if not done.done():
-                    done.set_result(event_id)
-                self._pending.task_done()
+                stored.append(_Stored(logged, last[cid]))
+                last[cid] = event_id
+            if self.notifier is not None:
+                instance = self.notifier.instance
+                await notify(conn, CHANNEL, [f"{instance}|{c}|{i}" for c, i in last.items()])
+        return stored
 
-    async def _insert(self, events: list[StudioEvent]) -> list[int]:
-        async with self.pool.connection() as conn, conn.cursor() as cur:
-            await cur.executemany(
-                "insert into conversation_events (conversation_id, kind, data, created_at)"
-                " values (%s, %s, %s, %s) returning id",
-                [(e.conversation_id, e.kind, Jsonb(e.data), e.at) for e in events],
-                returning=True,
-            )
-            ids: list[int] = []
-            while True:
-                row = await cur.fetchone()
-                if row is not None:
-                    ids.append(int(row["id"]))
-                if not cur.nextset():
-                    break
-            return ids
-
-    def _deliver(self, event: LoggedEvent) -> None:
-        for subscriber in list(self._subscribers.get(event.conversation_id, ())):
+    def _deliver(self, conversation_id: str, item: _Stored | int) -> None:
+        for subscriber in list(self._subscribers.get(conversation_id, ())):
             try:
-                subscriber.queue.put_nowait(event)
+                subscriber.queue.put_nowait(item)
             except asyncio.QueueFull:
                 subscriber.dropped = True
-                self._subscribers[event.conversation_id].discard(subscriber)
+                self._subscribers[conversation_id].discard(subscriber)
+
+    def _on_notify(self, payload: str) -> None:
+        """Another worker stored events of a conversation: wake its subscribers here."""
+        instance, _, rest = payload.partition("|")
+        cid, _, last = rest.partition("|")
+        if self.notifier is None or instance == self.notifier.instance or not last.isdigit():
+            return  # our own (already delivered) or not ours to read
+        if cid in self._subscribers:
+            self._deliver(cid, int(last))
+
+    def _wake_all(self) -> None:
+        """The listener reconnected: notifications may be lost, every subscriber looks."""
+        for cid in list(self._subscribers):
+            self._deliver(cid, 0)
 
     async def check_last_id(self, conversation_id: str, last_id: int) -> None:
         """An id the client claims to have seen must be one of this conversation's events."""
@@ -186,6 +334,24 @@ class EventLog:
             for row in rows
         ]
 
+    async def read_last_run(self, conversation_id: str) -> list[LoggedEvent]:
+        """The events since the conversation's last "running" status (a run's events)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "select coalesce(max(id), 0) as start from conversation_events"
+                " where conversation_id = %s and kind = 'status' and data->>'state' = 'running'",
+                (conversation_id,),
+            )
+            row = await cur.fetchone()
+        after = int(row["start"]) if row else 0
+        events: list[LoggedEvent] = []
+        while True:
+            page = await self.read(conversation_id, after, limit=1000)
+            events.extend(page)
+            if len(page) < 1000:
+                return events
+            after = page[-1].id
+
     async def last_id(self, conversation_id: str) -> int:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -201,23 +367,37 @@ class EventLog:
         conversation_id = str(UUID(conversation_id))
         subscriber = _Subscriber()
         self._subscribers.setdefault(conversation_id, set()).add(subscriber)
-        try:
-            last = after
-            while True:  # catch up from the table (in pages), then switch to live
+        last = after
+
+        async def from_table() -> AsyncIterator[LoggedEvent]:
+            nonlocal last
+            while True:  # in pages
                 page = await self.read(conversation_id, last, limit=1000)
                 for event in page:
                     last = event.id
                     yield event
                 if len(page) < 1000:
-                    break
-            while True:
-                live = await subscriber.queue.get()
-                if live is None:
                     return
-                if live.id <= last:
-                    continue  # already sent from the table
-                last = live.id
-                yield live
+
+        try:
+            async for event in from_table():  # catch up, then switch to live
+                yield event
+            while True:
+                item = await subscriber.queue.get()
+                if item is None:
+                    return
+                if isinstance(item, _Stored):
+                    if item.event.id <= last:
+                        continue  # already sent from the table
+                    if item.previous == last:  # the next one: no need to read it back
+                        last = item.event.id
+                        yield item.event
+                    else:  # another worker wrote in between: the table has it all, in order
+                        async for event in from_table():
+                            yield event
+                elif item == 0 or item > last:
+                    async for event in from_table():
+                        yield event
                 if subscriber.dropped and subscriber.queue.empty():
                     return  # too slow: the client reconnects with Last-Event-ID
         finally:

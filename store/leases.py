@@ -7,10 +7,15 @@ take a hundred connections, more than a small Supabase instance allows. A lease 
 row (``conversation_leases``) with an owner and an expiry, renewed while the run lasts:
 
 * taken with one upsert that only succeeds when the row is free or expired;
-* renewed every ``ttl / 3`` seconds by a background task; released on exit;
-* a studio that was killed leaves its row behind: it expires after ``ttl`` seconds, and a
-  process on the same host whose pid is gone is recognised as dead at once (so a restart
-  continues a conversation immediately);
+* renewed every ``ttl / 3`` seconds by a background task (the heartbeat); released on exit;
+* a studio that was killed (kill -9, a lost machine) leaves its row behind: it expires after
+  ``ttl`` seconds (6 by default, ``CREATIVE_STUDIO_LEASE_TTL_S``), and every other worker's
+  takeover sweep (services/takeover.py) looks for such rows of conversations left
+  "running" (``expired_running``) and continues them; a process on the same host whose pid
+  is gone is recognised as dead at once (so a restart continues a conversation immediately);
+* a holder whose heartbeat could not be written for a whole ``ttl`` (or found its row taken)
+  knows another worker may have taken over: ``WriterLock.lost`` is set and the runner stops
+  the run, so two workers never speak for one conversation;
 * a release that failed because the database was away leaves this process's own row
   behind: the same Leases object takes it back at once when it continues the conversation.
 """
@@ -37,7 +42,22 @@ from creative_studio.core.errors import ConversationBusyError
 log = logging.getLogger(__name__)
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
-DEFAULT_TTL_S = 30.0
+DEFAULT_TTL_S = 6.0  # a dead worker's conversations are taken over this long after its death
+TTL_ENV = "CREATIVE_STUDIO_LEASE_TTL_S"
+
+
+def configured_ttl() -> float:
+    """The lease ttl from ``CREATIVE_STUDIO_LEASE_TTL_S`` (seconds, >= 1), else the default."""
+    text = os.environ.get(TTL_ENV, "").strip()
+    if not text:
+        return DEFAULT_TTL_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{TTL_ENV} must be a number of seconds, got {text!r}") from None
+    if not 1.0 <= value <= 3600.0:
+        raise ValueError(f"{TTL_ENV} must be between 1 and 3600 seconds, got {value}")
+    return value
 
 
 def conversation_key(conversation_id: str | UUID) -> str:
@@ -71,6 +91,12 @@ class WriterLock:
     owner: str
     _pool: Pool = field(repr=False)
     lost: bool = False
+    # Set with ``lost``: the run waits on it to stop before another worker's takeover.
+    lost_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def lose(self) -> None:
+        self.lost = True
+        self.lost_event.set()
 
     async def is_held(self) -> bool:
         """Ask the database whether the lease is still ours and current."""
@@ -90,9 +116,9 @@ class WriterLock:
 class Leases:
     """Takes, renews and releases conversation leases for one studio process."""
 
-    def __init__(self, pool: Pool, *, ttl: float = DEFAULT_TTL_S) -> None:
+    def __init__(self, pool: Pool, *, ttl: float | None = None) -> None:
         self.pool = pool
-        self.ttl = ttl
+        self.ttl = configured_ttl() if ttl is None else ttl
         # host/pid/instance: two Database objects in one process are two owners.
         self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid4().hex[:8]}"
         self._held: set[str] = set()
@@ -121,9 +147,43 @@ class Leases:
             row = await cur.fetchone()
         return str(row["owner"]) if row else None
 
+    async def holder(self, conversation_id: str | UUID) -> str | None:
+        """Who holds the conversation's lease now, if anyone (an expired row holds nothing)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "select owner from conversation_leases where conversation_id = %s"
+                " and expires_at > now()",
+                (conversation_key(conversation_id),),
+            )
+            row = await cur.fetchone()
+        return str(row["owner"]) if row else None
+
+    async def expired_running(self, limit: int = 100) -> list[tuple[str, str]]:
+        """(conversation, dead owner) of conversations left "running" whose lease expired.
+
+        A worker that is alive renews its rows every ``ttl / 3``; a row past its expiry with
+        the conversation still "running" means its holder died mid-run (any host).
+        """
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "select l.conversation_id, l.owner from conversation_leases l"
+                " join conversations c on c.id::text = l.conversation_id"
+                " where l.expires_at < now() and c.status = 'running' and l.owner <> %s"
+                " order by l.expires_at limit %s",
+                (self.owner, limit),
+            )
+            rows = await cur.fetchall()
+        return [(str(row["conversation_id"]), str(row["owner"])) for row in rows]
+
     async def _renew(self, lock: WriterLock) -> None:
+        renewed = asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(self.ttl / 3)
+            if asyncio.get_running_loop().time() - renewed > self.ttl:
+                # No heartbeat got through for a whole ttl: the row may be taken by now.
+                lock.lose()
+                log.error("could not renew the lease of %s in time", lock.conversation_id)
+                return
             try:
                 async with self.pool.connection() as conn:
                     cur = await conn.execute(
@@ -132,9 +192,10 @@ class Leases:
                         (self.ttl, lock.conversation_id, self.owner),
                     )
                     if await cur.fetchone() is None:
-                        lock.lost = True
+                        lock.lose()
                         log.error("lost the lease of conversation %s", lock.conversation_id)
                         return
+                renewed = asyncio.get_running_loop().time()
             except psycopg.Error as error:  # keep trying: the lease lasts ttl seconds
                 log.warning("could not renew the lease of %s: %s", lock.conversation_id, error)
 
@@ -183,4 +244,4 @@ class Leases:
             await asyncio.shield(self._release(key))
 
 
-__all__ = ["DEFAULT_TTL_S", "Leases", "WriterLock", "conversation_key"]
+__all__ = ["DEFAULT_TTL_S", "TTL_ENV", "Leases", "WriterLock", "configured_ttl", "conversation_key"]

@@ -101,7 +101,10 @@ async def test_interjection_cancels_mid_stream_keeps_the_partial_turn_and_is_ans
     assert state["messages"][position - 1].additional_kwargs.get("interrupted") is True
     # Frame answers the person first, then the discussion resumes and completes.
     after = [m for m in state["messages"][position + 1 :] if m.type == "ai"]
-    assert after[0].name == "composition" and after[0].additional_kwargs["kind"] == "answer_user"
+    assert (
+        after[0].additional_kwargs["role"] == "composition"
+        and after[0].additional_kwargs["kind"] == "answer_user"
+    )
     assert state["phase"] == "complete"
     # Every token the person saw belongs to a stored message.
     streamed_ids = {t["message_id"] for t in recorder.of("token")}

@@ -21,6 +21,7 @@ from creative_studio.api.schemas import (
     RunState,
 )
 from creative_studio.core.errors import InvalidInputError
+from creative_studio.services.generation_previews import with_previews
 
 router = APIRouter(prefix="/conversations", tags=["chat"])
 
@@ -36,7 +37,8 @@ async def get_conversation(conversation_id: str, studio: StudioDep) -> Conversat
     return ConversationDetail(
         **record.model_dump(),
         phase=values.get("phase"),
-        running=studio.runner.is_running(cid),
+        # Running here, or on the worker that holds its lease (several workers).
+        running=studio.runner.is_running(cid) or await studio.runner.running_elsewhere(cid),
         question=question,
         plan=values.get("plan"),
         generation=values.get("generation"),
@@ -76,7 +78,8 @@ def _last_event_id(header: str | None, query: int | None) -> int:
     if header is None or not header.strip():
         return 0
     try:
-        value = int(header.strip())
+        # "123.000002" is a live preview frame's id (never stored): resume after event 123.
+        value = int(header.strip().split(".", 1)[0])
     except ValueError:
         raise InvalidInputError(f"Last-Event-ID must be an integer, got {header[:40]!r}.") from None
     if value < 0:
@@ -100,21 +103,27 @@ async def stream_events(
 ) -> EventSourceResponse:
     """The conversation as server-sent events: token, message, phase, typing, interrupt,
     generation_progress, generation_done, error, status. Each has an increasing ``id``;
-    reconnect with ``Last-Event-ID`` to receive exactly what was missed."""
+    reconnect with ``Last-Event-ID`` to receive exactly what was missed. Live preview
+    frames (``generation_progress`` with ``preview``) are not stored: they have ids like
+    ``123.000002`` and are only sent while they are current."""
     record = await studio.repository.get_conversation(conversation_id)
     cid = str(record.id)
     since = _last_event_id(last_event_id, after)
     await studio.events.check_last_id(cid, since)
     await studio.person_is_back(cid)
 
+    caught_up = await studio.events.last_id(cid)
+
     async def events() -> AsyncIterator[ServerSentEvent]:
-        async for event in studio.events.follow(cid, since):
+        stored = studio.events.follow(cid, since)
+        live = with_previews(
+            stored, studio.generations.previews, cid, since=since, caught_up=caught_up
+        )
+        async for event_id, kind, data in live:
             if await request.is_disconnected():
                 return
             studio.touch(cid)
-            yield ServerSentEvent(
-                data=json.dumps(event.data, default=str), event=event.kind, id=str(event.id)
-            )
+            yield ServerSentEvent(data=json.dumps(data, default=str), event=kind, id=event_id)
 
     return EventSourceResponse(events(), ping=15, send_timeout=30)
 
@@ -150,9 +159,15 @@ async def answer(conversation_id: str, body: Answer, studio: StudioDep) -> RunSt
 
 @router.post("/{conversation_id}/cancel")
 async def cancel(conversation_id: str, studio: StudioDep) -> RunState:
-    """Stop the team at the next safe point; what was said so far stays."""
+    """Stop the team at the next safe point; what was said so far stays. A generation of the
+    conversation stops too (in ComfyUI), and the conversation leaves "generating" before
+    this answers, with "Generation cancelled." in the chat. Sent to a worker that does not run
+    the conversation, the cancel is forwarded to the one that does, and this answers once it
+    is on its way (the status event tells when the team stopped)."""
     record = await studio.repository.get_conversation(conversation_id)
-    cancelled = await studio.runner.cancel(str(record.id))
+    cancelled = await studio.runner.cancel(str(record.id), stop_generation=True)
+    if not cancelled:
+        cancelled = await studio.runner.cancel_elsewhere(str(record.id))
     return RunState(conversation_id=record.id, running=False, cancelled=cancelled)
 
 
