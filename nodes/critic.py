@@ -141,5 +141,7 @@ def checked_review(
         verdict=dump(verdict),
         fidelity=report.as_dict(),
         checked_by="studio",
+        # Not a model's words: the chat says so where it names each turn's model.
+        metadata={"model": "the studio's own check"},
     )
     return {"messages": [message], "verdict": dump(verdict), "current": None}
