@@ -27,8 +27,10 @@ from creative_studio.api.routes import (
     generations,
     health,
     history,
+    images,
     models,
     sessions,
+    templates,
     workflows,
 )
 from creative_studio.api.schemas import ErrorResponse
@@ -82,9 +84,13 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # An image upload may be larger (its route checks the image itself).
+        path = str(scope.get("path") or "")
+        upload = scope.get("method") == "POST" and path.endswith("/images")
+        limit = images.UPLOAD_BODY_LIMIT if upload else MAX_BODY_BYTES
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = _error(413, "too_large", f"The request body is over {MAX_BODY_BYTES // 1024} KB.")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        too_big = _error(413, "too_large", f"The request body is over {limit // 1024} KB.")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             await too_big(scope, receive, send)
             return
         received = 0
@@ -94,7 +100,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > MAX_BODY_BYTES:
+                if received > limit:
                     raise _TooLarge
             return message
 
@@ -168,7 +174,17 @@ def create_app(
         return _error(422, "invalid_input", _validation_message(error))
 
     api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
-    for module in (sessions, conversations, history, generations, models, health, workflows):
+    for module in (
+        sessions,
+        images,
+        conversations,
+        history,
+        generations,
+        models,
+        health,
+        workflows,
+        templates,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     _mount_web(app, web_dir)

@@ -29,6 +29,7 @@ from rich.table import Table
 
 from creative_studio.api.signals import Terminated, raise_terminated, read_lines, run_async
 from creative_studio.api.terminal import TerminalView, expect_parked, wait_for_generation
+from creative_studio.api.terminal_images import IMAGE_COMMAND, TerminalImages
 from creative_studio.core.errors import InvalidInputError, StudioError
 from creative_studio.core.events import StudioEvent
 from creative_studio.core.roles import SPECIALISTS
@@ -39,7 +40,7 @@ from creative_studio.services.generation import GenerationService
 from creative_studio.services.runner import ConversationRunner
 from creative_studio.store.database import Database
 from creative_studio.store.repository import StudioRepository
-from creative_studio.tools.comfyui import ComfyUIClient
+from creative_studio.tools.comfyui import ComfyUIClient, persistent_client_id
 from creative_studio.tools.models import EMBEDDED_NOTE, AssignmentProvider, validate_assignment
 from creative_studio.tools.ollama import OllamaService, resolve_auto
 from creative_studio.tools.settings import StudioSettings
@@ -54,9 +55,23 @@ ROLE_COLOURS = {role: p.colour for role, p in personas().items()} | {
 QUIT = ("/quit", "/exit")
 
 
-async def _handle_line(runner: ConversationRunner, view: TerminalView, cid: str, line: str) -> None:
+async def _handle_line(
+    runner: ConversationRunner,
+    view: TerminalView,
+    cid: str,
+    line: str,
+    images: TerminalImages | None = None,
+) -> None:
     try:
-        await runner.send(cid, line)
+        command, _, argument = line.strip().partition(" ")
+        if images is not None and command == IMAGE_COMMAND:
+            image = await images.attach(argument.strip())
+            view.console.print(
+                f"[dim]Attached {image['name']} ({image['width']}x{image['height']}); it goes "
+                "with your next message.[/]"
+            )
+            return
+        await runner.send(cid, line, images=images.take() if images is not None else None)
     except StudioError as error:
         view.console.print(f"[bold red]{error.message}[/]")
 
@@ -67,6 +82,7 @@ async def _step(
     cid: str,
     lines: asyncio.Queue[str | None],
     interactive: bool,
+    images: TerminalImages | None = None,
 ) -> bool:
     """One turn of the terminal loop; False when the person is done."""
     getter = asyncio.create_task(lines.get())
@@ -81,7 +97,7 @@ async def _step(
             await runner.wait_idle(cid)
             return False
         if line.strip():
-            await _handle_line(runner, view, cid, line)
+            await _handle_line(runner, view, cid, line, images)
         return True
     getter.cancel()
     await asyncio.wait({getter})  # never swallows a cancellation of this task itself
@@ -94,7 +110,7 @@ async def _step(
     line = await lines.get()  # the team is idle: wait for the person
     if line is None or line.strip() in QUIT or not line.strip():
         return False
-    await _handle_line(runner, view, cid, line)
+    await _handle_line(runner, view, cid, line, images)
     return True
 
 
@@ -105,7 +121,9 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
     provider = AssignmentProvider(settings.ollama_host, data_dir=settings.data_dir)
     async with Database.open(settings.database_url, settings.data_dir) as database:
         graph = build_graph(database.checkpointer, provider=provider)
-        comfyui = ComfyUIClient(settings.comfyui_url)
+        comfyui = ComfyUIClient(
+            settings.comfyui_url, client_id=persistent_client_id(settings.data_dir, "chat")
+        )
 
         async def late_event(cid: str | None, kind: str, data: dict[str, Any]) -> None:
             if cid:
@@ -113,10 +131,11 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
                     StudioEvent.model_validate({"kind": kind, "conversation_id": cid, "data": data})
                 )
 
+        storage = storage_from_env(settings.data_dir)
         generations = GenerationService(
             StudioRepository(database.pool),
             comfyui,
-            storage_from_env(settings.data_dir),
+            storage,
             on_event=late_event,
             ollama_host=settings.ollama_host,
         )
@@ -153,13 +172,24 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
         request = args.request
         if not request and sys.stdin.isatty():
             request = console.input("[bold]What should the team make?[/] ")
+        images = TerminalImages(storage, str(session.id))
+        for path in args.image or []:
+            try:
+                attached = await images.attach(path)
+            except StudioError as error:
+                console.print(f"[bold red]{error.message}[/]")
+                return 2
+            console.print(
+                f"[dim]Image {attached['name']} ({attached['width']}x{attached['height']}) "
+                "goes with your first message.[/]"
+            )
         if request:
-            await runner.send(cid, request)
+            await runner.send(cid, request, images=images.take())
         lines: asyncio.Queue[str | None] = asyncio.Queue()
         read_lines(lines)
         interactive = sys.stdin.isatty()
         try:
-            while await _step(runner, view, cid, lines, interactive):
+            while await _step(runner, view, cid, lines, interactive, images):
                 pass
             if view.status == "complete" and not view.result_shown:
                 await _show_result(view, runner, cid)
@@ -230,6 +260,40 @@ async def models_command(args: argparse.Namespace, settings: StudioSettings) -> 
     console.print(table)
     best = await resolve_auto(settings.ollama_host)
     console.print(f"auto resolves to: {best[0]}")
+    return 0
+
+
+async def templates_command(args: argparse.Namespace, settings: StudioSettings) -> int:
+    """Every template (ours and ComfyUI's official ones): kind, family, runs or what it lacks."""
+    from creative_studio.api.routes.templates import gather
+
+    console = Console(highlight=False)
+    client = ComfyUIClient(settings.comfyui_url)
+    try:
+        listing = await gather(client)
+    finally:
+        await client.aclose()
+    items = [
+        item
+        for item in listing.items
+        if (args.kind is None or item.kind == args.kind)
+        and (not args.runnable or item.runnable is not False)
+    ]
+    table = Table(title=f"Templates (official library {listing.library_version})")
+    for column in ("template", "kind", "family", "runs", "missing"):
+        table.add_column(column, overflow="fold")
+    for item in items:
+        runs = "?" if item.runnable is None else "yes" if item.runnable else "no"
+        table.add_row(item.name, item.kind, item.family, runs, item.missing or "")
+    console.print(table)
+    if listing.comfyui == "unreachable":
+        console.print(f"[yellow]ComfyUI at {settings.comfyui_url}: {listing.comfyui_detail}[/]")
+    else:
+        count = sum(1 for item in items if item.runnable)
+        console.print(f"{count} of {len(items)} run on ComfyUI {listing.comfyui_version or ''}")
+    console.print(
+        "Use one: preferences.preferred_template in a session's settings (the web's Settings)."
+    )
     return 0
 
 
@@ -330,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="model for one role, e.g. technical=ollama:qwen2.5:7b (repeatable)",
     )
     chat_cmd.add_argument("--conversation", help="continue an earlier conversation by id")
+    chat_cmd.add_argument(
+        "--image",
+        action="append",
+        metavar="PATH",
+        help="a starting image (PNG, JPEG, WebP) sent with the first message; later ones "
+        f"with {IMAGE_COMMAND} PATH",
+    )
     chat_cmd.add_argument("--comfyui-url", help="ComfyUI server (default http://127.0.0.1:8188)")
     chat_cmd.add_argument(
         "--approve-plans", action="store_true", help="ask before generating a plan"
@@ -352,6 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
         "models", parents=[common], help="list Ollama's models, or pull one"
     )
     models_cmd.add_argument("--pull", metavar="NAME", help="download a model with Ollama")
+    templates_cmd = commands.add_parser(
+        "templates", parents=[common], help="list the templates and what ComfyUI can run"
+    )
+    templates_cmd.add_argument(
+        "--comfyui-url", help="ComfyUI server (default http://127.0.0.1:8188)"
+    )
+    templates_cmd.add_argument("--kind", choices=("image", "edit", "video", "upscale"))
+    templates_cmd.add_argument("--runnable", action="store_true", help="only those that run")
     return parser
 
 
@@ -406,6 +485,8 @@ def _run_command(args: argparse.Namespace) -> int:
         return serve(settings)
     if args.command == "models":
         return run_async(models_command(args, settings))
+    if args.command == "templates":
+        return run_async(templates_command(args, settings))
     return 1
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from creative_studio.core.roles import SPECIALISTS
 from creative_studio.services.runner import MAX_MESSAGE_CHARS
 from creative_studio.tools.models import validate_assignment
+from creative_studio.workflows.official_library import library
 
 MAX_PAGE = 200
 
@@ -53,8 +54,9 @@ class Preferences(BaseModel):
     )
     preferred_template: str | None = Field(
         default=None,
-        pattern=r"^custom:[A-Za-z0-9 _.-]{1,80}$",
-        description="Generate with your own uploaded workflow: 'custom:<name>'.",
+        pattern=r"^(custom:[A-Za-z0-9 _.-]{1,80}|official:[A-Za-z0-9_.-]{1,100})$",
+        description="Generate with your own uploaded workflow ('custom:<name>') or one of "
+        "ComfyUI's official templates ('official:<name>', see GET /api/templates).",
     )
     max_generation_retries: int = Field(
         default=2, ge=0, le=5, description="Retries after ComfyUI runs out of memory or fails."
@@ -65,6 +67,14 @@ class Preferences(BaseModel):
     free_comfyui_after_generation: bool = Field(
         default=False, description="Ask ComfyUI to free its memory (/free) after a generation."
     )
+
+    @field_validator("preferred_template")
+    @classmethod
+    def _official(cls, value: str | None) -> str | None:
+        official = value.removeprefix("official:") if value else None
+        if official is not None and official != value and official not in library().templates:
+            raise ValueError(f"no official template is named {value!r} (GET /api/templates)")
+        return value
 
     @field_validator("role_timeouts")
     @classmethod
@@ -180,10 +190,37 @@ class ConversationDetail(ConversationOut):
     last_event_id: int = 0
 
 
+MAX_MESSAGE_IMAGES = 4
+_IMAGE_REF = r"^[A-Za-z0-9][A-Za-z0-9._ ()\-]{0,199}/[A-Za-z0-9][A-Za-z0-9._ ()\-]{0,199}/[A-Za-z0-9][A-Za-z0-9._ ()\-]{0,199}$"
+
+
+class ImageOut(BaseModel):
+    """An image the studio keeps for a session: an upload, or one of its generations' outputs.
+
+    ``ref`` is what a message carries (``MessageIn.images``) to give the team this image.
+    """
+
+    ref: str = Field(description="Storage path {session_id}/uploads/{file} or an output's path.")
+    filename: str
+    content_type: str
+    width: int
+    height: int
+    size: int
+    source: Literal["upload", "output"]
+    url: str = Field(description="Where a client fetches it through the API.")
+    name: str | None = Field(default=None, description="The uploaded file's own name.")
+
+
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    images: list[Annotated[str, StringConstraints(pattern=_IMAGE_REF)]] = Field(
+        default_factory=list,
+        max_length=MAX_MESSAGE_IMAGES,
+        description="Image refs (from POST /sessions/{id}/images, or a result's output path) "
+        "given with this message: Pixel starts from the first (img2img).",
+    )
 
 
 class MessageOut(BaseModel):

@@ -158,8 +158,10 @@ class Configuration(BaseModel):
     )
     preferred_template: str | None = Field(
         default=None,
-        pattern=r"^custom:[A-Za-z0-9 _.-]{1,80}$",
-        description="The person's own uploaded ComfyUI workflow to generate with.",
+        pattern=r"^(custom:[A-Za-z0-9 _.-]{1,80}|official:[A-Za-z0-9_.-]{1,100})$",
+        description="The template to generate with: the person's own uploaded ComfyUI "
+        "workflow ('custom:<name>') or one of ComfyUI's official templates "
+        "('official:<name>', GET /api/templates).",
     )
     unload_ollama_before_generation: bool = Field(
         default=False,

@@ -127,6 +127,15 @@ def transcript_lines(
         if len(text) > max_chars:
             text = text[: max_chars - 1] + "…"
         lines.append(f"{speaker_name(message)}: {text}")
+        images = (
+            (message.additional_kwargs or {}).get("images") if message.type == "human" else None
+        )
+        if images:  # the team cannot see pixels, but must know there is a starting image
+            sizes = ", ".join(f"{i.get('width')}x{i.get('height')}" for i in images)
+            lines.append(
+                f"{team_prompts()['moderator']['name']}: The person gave an image ({sizes}); "
+                "Pixel starts from it."
+            )
     return lines
 
 

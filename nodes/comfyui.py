@@ -45,6 +45,7 @@ from creative_studio.nodes.comfyui_outcome import (
     messages,
     record_of,
 )
+from creative_studio.nodes.images import init_image_for
 from creative_studio.nodes.speaking import provider_from, studio_message
 from creative_studio.workflows.run import GenerationOutcome, GenerationSettings
 
@@ -69,6 +70,7 @@ class GenerationBackend(Protocol):
         unload_models: Sequence[str] = (),
         ollama_host: str | None = None,
         explicit: Sequence[str] | None = None,
+        init_image: str | None = None,
     ) -> GenerationOutcome | None: ...
 
 
@@ -178,6 +180,9 @@ async def comfyui(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
             unload_models=unload,
             ollama_host=host,
             explicit=explicit_settings(state),
+            # The stored image the plan starts from (nodes/images.py), uploaded to ComfyUI
+            # by the service with /upload/image.
+            init_image=init_image_for(state, plan),
         )
         if outcome is None:
             log.warning(

@@ -63,10 +63,17 @@ class DirectComfyUI:
         unload_models: Sequence[str] = (),
         ollama_host: str | None = None,
         explicit: Sequence[str] | None = None,
+        init_image: str | None = None,
     ) -> GenerationOutcome:
         key = request_key or thread_id
         generation_id = str(uuid5(_NAMESPACE, key))
         notes: list[str] = []
+        if init_image:
+            # The image is in the studio's storage, which only the studio server reads.
+            notes.append(
+                "Starting images need the studio server (creative-studio serve); here the "
+                "image is made from the prompt."
+            )
 
         def say(kind: str, data: dict[str, Any]) -> None:
             if emit is not None:

@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 
 from creative_studio.graph.configuration import Configuration
-from creative_studio.graph.fidelity import repair
+from creative_studio.graph.fidelity import fit_kind, repair
 from creative_studio.graph.leaks import allowed_stems, foreign_words
 from creative_studio.graph.prompting import build_messages, moderator
 from creative_studio.graph.state import (
@@ -26,6 +26,7 @@ from creative_studio.graph.state import (
     plan_of,
 )
 from creative_studio.graph.wishes import person_wishes
+from creative_studio.nodes.images import plan_start
 from creative_studio.nodes.speaking import (
     model_for,
     speak,
@@ -34,6 +35,7 @@ from creative_studio.nodes.speaking import (
     unavailable,
 )
 from creative_studio.nodes.structured import StructuredOutputError, ask_structured
+from creative_studio.workflows.template_choice import template_kind
 
 ROLE = "technical"
 _NEW_SEED_WORDS = ("variation", "new seed", "different seed", "another seed", "reroll", "re-roll")
@@ -75,13 +77,19 @@ async def technical(state: StudioState, config: RunnableConfig) -> dict[str, Any
     messages = state.get("messages", [])
     wishes = person_wishes(messages)
     plan.seed = choose_seed(plan, previous, [w.text for w in wishes.directions])
-    if settings.preferred_template and not plan.video:
-        plan.template = settings.preferred_template
+    plan = fit_kind(plan, wishes)  # a still or a video: the person's words decide
+    preferred = settings.preferred_template
+    # The person's preferred template, where it makes what the plan makes (a still or a video).
+    if preferred and (template_kind(preferred) == "video") == (plan.video is not None):
+        plan.template = preferred
+    # A starting image the person gave (or "upscale it" about the last result) decides
+    # img2img / upscale and the denoise, whatever the model wrote (nodes/images.py).
+    plan, start_note = plan_start(state, plan, previous)
     # Whatever the model wrote, the prompt carries the person's request and directions.
     said = allowed_stems(messages)
     foreign = foreign_words(plan.positive_prompt, said)
     plan, report = repair(plan, wishes, foreign=foreign, conversation=said)
-    text = "\n".join(filter(None, [plan.summary(), report.summary()]))
+    text = "\n".join(filter(None, [plan.summary(), start_note, report.summary()]))
     message: AIMessage = specialist_message(
         reply, text, turn, phase, plan=dump(plan), fidelity=report.as_dict()
     )

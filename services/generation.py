@@ -2,6 +2,8 @@
 
 It owns every generation from the moment the team's plan leaves the discussion:
 
+* sends the plan's starting image (a stored upload or earlier output) to ComfyUI with
+  /upload/image, named by its content hash, and points LoadImage at it;
 * builds and validates the workflow for the connected server (never queues an
   unvalidated one), with a deterministic prompt_id per attempt
   (``uuid5(generation_id:attempt)``), so a resubmission after a restart of ComfyUI or of
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
@@ -190,8 +193,12 @@ class GenerationService:
         unload_models: Sequence[str] = (),
         ollama_host: str | None = None,
         explicit: Sequence[str] | None = None,
+        init_image: str | None = None,
     ) -> GenerationOutcome | None:
-        """The graph node's entry point: ``None`` when the thread is no studio conversation."""
+        """The graph node's entry point: ``None`` when the thread is no studio conversation.
+
+        ``init_image`` is the storage path of the image the plan starts from (an upload or
+        an earlier output of the session); it is sent to ComfyUI at every attempt."""
         try:
             conversation = await self.repository.get_conversation(thread_id)
         except StudioError:
@@ -206,6 +213,7 @@ class GenerationService:
             unload_models=unload_models,
             ollama_host=ollama_host,
             explicit=explicit,
+            init_image=init_image,
         )
 
     async def submit(
@@ -327,9 +335,20 @@ class GenerationService:
                 )
         return stopped
 
-    async def upload_init_image(self, data: bytes, filename: str) -> str:
-        """Put a starting image on the server; returns the name workflows refer to."""
-        uploaded = await self.client.upload_image(data, filename)
+    async def upload_init_image(self, path: str) -> str:
+        """Put a stored starting image on the server; returns the name LoadImage refers to.
+
+        The name is the image's content hash, so sending it again (the next attempt, after
+        a ComfyUI restart, from a later studio process) finds the same file instead of
+        piling up " (1)" copies; ComfyUI keeps its input folder on disk across restarts.
+        """
+        data = await self.storage.get(path)
+        extension = path.rsplit(".", 1)[-1].lower() if "." in path else "png"
+        name = f"studio_{hashlib.sha256(data).hexdigest()[:24]}.{extension}"
+        content_type = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
+        uploaded = await self.client.upload_image(
+            data, name, overwrite=True, content_type=content_type.get(extension, "image/png")
+        )
         sub = uploaded.get("subfolder") or ""
         return f"{sub}/{uploaded['name']}" if sub else str(uploaded["name"])
 

@@ -90,12 +90,16 @@ async def templates_for(service: GenerationService, plan: TechnicalPlan) -> Cata
 
 
 def build_for(
-    service: GenerationService, job: _Job, info: Any, templates: Catalog | None = None
+    service: GenerationService,
+    job: _Job,
+    info: Any,
+    templates: Catalog | None = None,
+    init_image: str | None = None,
 ) -> BuiltWorkflow:
     return build(
         job.plan,
         info,
-        init_image=job.init_image,
+        init_image=init_image,
         filename_prefix=f"studio_{job.generation_id[:8]}",
         templates=templates or service.templates,
         explicit=job.explicit,
@@ -116,8 +120,19 @@ async def execute(service: GenerationService, job: _Job) -> GenerationOutcome:
                 service.connection = "connected"
             except ComfyUIUnreachableError as error:
                 return await park(service, job, error)
+            comfy_image: str | None = None
+            if job.init_image:
+                try:  # every attempt: a restarted ComfyUI may have lost nothing or everything
+                    comfy_image = await service.upload_init_image(job.init_image)
+                except ComfyUIUnreachableError as error:
+                    return await park(service, job, error)
+                except (ComfyUIError, StudioError) as error:
+                    text = f"The starting image could not be sent to ComfyUI: {error.message}"
+                    service._note(job, text, status="failed")
+                    return await finish(service, job, "failed", error=text)
             try:
-                built = build_for(service, job, info, await templates_for(service, job.plan))
+                templates = await templates_for(service, job.plan)
+                built = build_for(service, job, info, templates, comfy_image)
             except StudioError as error:
                 service._note(job, error.message, status="failed")
                 return await finish(service, job, "failed", error=error.message)

@@ -36,6 +36,7 @@ def prompt_id_for(generation_id: str, attempt: int) -> str:
     return str(uuid5(_NAMESPACE, f"{generation_id}:{attempt}"))
 
 
+RESUMED = "ComfyUI is already running this generation; following it again."
 _DB_PROGRESS_INTERVAL = 0.5  # seconds between progress writes to the generations table
 
 
@@ -118,7 +119,9 @@ class _Progress:
         if kind == "execution_start":
             self.status = "running"
             self.value = max(self.value, 0.02)
-            self.service._emit(self.job, "generation_progress", self.payload())
+            # Found already running (the studio restarted, or the feed dropped mid-run).
+            extra = {"message": RESUMED} if data.get("resumed") else {}
+            self.service._emit(self.job, "generation_progress", self.payload(**extra))
             self._schedule_write(force=True)
             return
         if kind == "execution_cached":

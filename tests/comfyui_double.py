@@ -7,7 +7,10 @@ real ComfyUI 0.3.64, ``../shared/comfyui/``, kept in the repository so a clone t
 substituted, plus binary preview frames in ComfyUI's format (type 1, or type 4 with
 metadata when the client announced ``supports_preview_metadata`` like the recorded
 second run); ``/history`` entries, ``/view``, ``/queue``, ``/interrupt`` and
-``/upload/image`` answer in the recorded shapes; ``POST /prompt`` runs a minimal version
+``/upload/image`` answer in the recorded shapes (an upload keeps its name, a clash with
+other bytes gets " (1)", LoadImage then accepts the name; an image run saves at the size its
+chain from LoadImage makes, like the recorded ``i2i`` run, and a client reconnecting with the
+running prompt's client_id hears the executing node, as ComfyUI's server.py does); ``POST /prompt`` runs a minimal version
 of ComfyUI's validation (node class exists, output node present, required inputs,
 links, enum membership, bounds) and answers with the same bodies and status codes as
 ``errors_*.json``. Scripted modes: out-of-memory ``execution_error``, a restart that
@@ -166,7 +169,14 @@ MODEL_INPUTS: dict[str, list[tuple[str, str]]] = {
     "upscale_models": [("UpscaleModelLoader", "model_name")],
     "controlnet": [("ControlNetLoader", "control_net_name")],
     "diffusion_models": [("UNETLoader", "unet_name")],
-    "text_encoders": [("CLIPLoader", "clip_name")],
+    "text_encoders": [
+        ("CLIPLoader", "clip_name"),
+        ("DualCLIPLoader", "clip_name1"),
+        ("DualCLIPLoader", "clip_name2"),
+        # ComfyUI's Triple/QuadrupleCLIPLoader list the same folder (SD3.5, HiDream).
+        *(("TripleCLIPLoader", f"clip_name{i}") for i in (1, 2, 3)),
+        *(("QuadrupleCLIPLoader", f"clip_name{i}") for i in (1, 2, 3, 4)),
+    ],
     "vae": [("VAELoader", "vae_name")],
     "animatediff_models": [("ADE_AnimateDiffLoaderGen1", "model_name")],
 }
@@ -230,7 +240,11 @@ class ComfyUIDouble:
     oom_above_pixels: int | None = None  # OOM when a latent is larger than this (w*h*batch)
     oom_times: int = 0  # the next N runs fail with OOM whatever their size
     paused: bool = False  # True: prompts stay pending (nothing starts)
+    hold: bool = False  # True: the running prompt waits before its next sampler step
     animatediff: bool = False  # play a server with AnimateDiff-Evolved installed
+    # Folder -> the only files it holds (e.g. {"checkpoints": [], "diffusion_models":
+    # ["flux1-dev.safetensors"]}): a server with other models than the recording's.
+    model_lists: dict[str, list[str]] | None = None
     history_lag: float = 0.01  # history is stored just after execution_success (as ComfyUI)
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -244,6 +258,7 @@ class ComfyUIDouble:
     _number: int = 0
     _counters: dict[str, int] = field(default_factory=dict)
     _interrupt: str | None = None
+    _current: str | None = None  # the node the running prompt executes (ComfyUI's last_node_id)
     _sockets: dict[str, list[WebSocket]] = field(default_factory=dict)
     _metadata_clients: set[str] = field(default_factory=set)
     _server: uvicorn.Server | None = None
@@ -266,6 +281,9 @@ class ComfyUIDouble:
             self.info = object_info()
             if self.animatediff:
                 self.info.update(copy.deepcopy(ANIMATEDIFF_NODES))
+            for folder, names in (self.model_lists or {}).items():
+                for class_type, input_name in MODEL_INPUTS.get(folder, []):
+                    self._options(class_type, input_name)[:] = names
             self.files = {("input", "", "example.png"): png_bytes(64, 64)}
 
     def install_model(self, folder: str, name: str) -> None:
@@ -567,18 +585,51 @@ class ComfyUIDouble:
                 outputs[node_id] = {"images": [{"filename": name, "subfolder": "", "type": "temp"}]}
         return outputs
 
-    @staticmethod
-    def _latent_size(prompt: dict[str, Any]) -> tuple[int, int, int]:
+    def _latent_size(self, prompt: dict[str, Any]) -> tuple[int, int, int]:
+        """The size a run makes: its empty latent, else its image chain from LoadImage
+        (the uploaded file's own size through ImageScale / ImageScaleBy / an upscale
+        model, like the recorded ``i2i`` run: a 16x16 upload scaled by 2 saved 32x32)."""
         for node in prompt.values():
             inputs = node.get("inputs", {})
             if node.get("class_type", "").startswith("Empty") and "width" in inputs:
                 batch = int(inputs.get("batch_size", 1)) * int(inputs.get("length", 1))
                 return int(inputs["width"]), int(inputs["height"]), batch
-        for node in prompt.values():
-            inputs = node.get("inputs", {})
-            if node.get("class_type") in ("ImageScale",) and "width" in inputs:
-                return int(inputs["width"]), int(inputs["height"]), 1
+        for node_id in prompt:
+            if prompt[node_id].get("class_type") in ("SaveImage", "PreviewImage"):
+                link = prompt[node_id]["inputs"].get("images")
+                size = self._image_size(prompt, link, 0)
+                if size is not None:
+                    return size[0], size[1], 1
         return 64, 64, 1
+
+    def _image_size(self, prompt: dict[str, Any], link: Any, depth: int) -> tuple[int, int] | None:
+        if not (isinstance(link, list) and len(link) == 2) or depth > 50 or link[0] not in prompt:
+            return None
+        node = prompt[link[0]]
+        class_type, inputs = node.get("class_type"), node.get("inputs", {})
+        if class_type == "LoadImage":
+            sub, _, name = str(inputs.get("image", "")).rpartition("/")
+            data = self.files.get(("input", sub, name))
+            if data is None or data[:8] != b"\x89PNG\r\n\x1a\n":
+                return (64, 64) if data is not None else None
+            width, height = struct.unpack(">II", data[16:24])
+            return int(width), int(height)
+        if class_type == "ImageScale":
+            return int(inputs["width"]), int(inputs["height"])
+        for key in ("image", "pixels", "samples", "images"):
+            if key in inputs:
+                size = self._image_size(prompt, inputs[key], depth + 1)
+                break
+        else:
+            return None
+        if size is None:
+            return None
+        if class_type == "ImageScaleBy":
+            factor = float(inputs.get("scale_by", 1.0))
+            return round(size[0] * factor), round(size[1] * factor)
+        if class_type == "ImageUpscaleWithModel":
+            return size[0] * 4, size[1] * 4
+        return size
 
     def _node_map(self, prompt: dict[str, Any]) -> dict[str, str]:
         """Recorded node id -> this prompt's node id of the same class type."""
@@ -683,6 +734,9 @@ class ComfyUIDouble:
                 await asyncio.sleep(self.history_lag)
                 self._store(job, "success", history_messages, job.extra_data.pop("_outputs", {}))
                 continue
+            # A flag set from the test's thread: polled (an asyncio.Event is loop-bound).
+            while kind == "progress" and self.hold and not self._interrupted(job):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
             if kind == "progress" and self.step_delay:
                 await asyncio.sleep(self.step_delay)
                 if self._interrupted(job):
@@ -700,7 +754,7 @@ class ComfyUIDouble:
                 node = remapped["data"].get("node")
                 if current is not None and current not in executed:
                     executed.append(current)
-                current = node
+                current = self._current = node
                 if node is None:
                     await self._send(job.client_id, remapped)
                     continue
@@ -1033,6 +1087,12 @@ class ComfyUIDouble:
                 }
             )
         )
+        # Like ComfyUI's server.py: a client reconnecting with the id of the running
+        # prompt's client hears which node runs now (no prompt_id in that message).
+        if self.running is not None and self.running.client_id == client_id and self._current:
+            await websocket.send_text(
+                json.dumps({"type": "executing", "data": {"node": self._current}})
+            )
         try:
             while True:
                 text = await websocket.receive_text()

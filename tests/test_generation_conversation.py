@@ -14,6 +14,7 @@ from langchain_core.messages import HumanMessage
 
 from creative_studio.nodes.comfyui import explicit_settings
 from creative_studio.services.generation import NO_PREVIEWS
+from creative_studio.services.generation_job import RESUMED
 from creative_studio.store.workflow_store import UserWorkflowStore
 from creative_studio.workflows.detection import template_from_workflow
 from creative_studio.workflows.plan import TechnicalPlan
@@ -395,3 +396,62 @@ def test_every_generation_route_is_in_the_api_docs():
     assert len(routes) >= 5
     missing = [f"{m} {p}" for m, p in routes if f"`{m} {p}" not in docs]
     assert not missing, f"not in docs/api.md: {missing}"
+
+
+# ----------------------------------------------------------------------------- studio restart
+
+
+async def test_live_progress_comes_back_after_a_studio_restart(fresh_db_url: str, tmp_path: Path):
+    comfy = ComfyUIDouble(step_delay=0.05).start()
+    provider, _ = make_provider()
+    first = ApiServer(fresh_db_url, tmp_path, provider=provider, comfyui_url=comfy.url)
+    await first.start()
+    try:
+        async with first.client() as client:
+            cid = await new_conversation(client)
+            generation_id = None
+            async for event in sse_events(client, f"/api/conversations/{cid}/events"):
+                if event.event == "generation_progress" and event.data.get("step"):
+                    comfy.hold = True  # the run stays mid-way until the studio is back
+                    generation_id = str(event.data["generation_id"])
+                    break
+            assert generation_id
+            client_id = first.studio.comfyui.client_id
+            seen = (await client.get(f"/api/conversations/{cid}")).json()["last_event_id"]
+    finally:
+        await first.stop()  # the studio goes away mid-run; ComfyUI goes on rendering
+    assert comfy.running is not None and comfy.running.client_id == client_id
+    later = ApiServer(fresh_db_url, tmp_path, provider=provider, comfyui_url=comfy.url)
+    await later.start()
+    try:
+        assert later.studio.comfyui.client_id == client_id  # the same ComfyUI client
+        async with later.client() as client:
+            # While ComfyUI runs it (held mid-way: no step comes), the resumed generation
+            # says "running" - to the chat and in its row.
+            path = f"/api/conversations/{cid}/events"
+            async for event in sse_events(client, path, last_event_id=seen):
+                seen = int(event.id)
+                data = event.data
+                if event.event == "generation_progress" and data.get("message") == RESUMED:
+                    assert data["generation_id"] == generation_id
+                    assert data["status"] == "running" and data.get("step") is None
+                    break
+            await until(lambda: _status_is(client, generation_id, "running"))
+            assert comfy.running is not None
+            comfy.hold = False
+            # ...and the live steps reach the chat again (ComfyUI routes them by client_id).
+            steps: list[int] = []
+            async for event in sse_events(client, path, last_event_id=seen):
+                if event.event != "generation_progress":
+                    continue
+                if event.data.get("generation_id") == generation_id and event.data.get("step"):
+                    steps.append(int(event.data["step"]))
+                if len(steps) >= 2 or event.data.get("status") in ("complete", "failed"):
+                    break
+            assert len(steps) >= 2, "no live progress after the restart"
+            assert steps == sorted(steps)
+            await until(lambda: _status_is(client, generation_id, "complete"))
+        assert len(comfy.posted) == 1  # followed, not queued again
+    finally:
+        await later.stop()
+        comfy.stop()

@@ -11,6 +11,10 @@ Matches what a real ComfyUI (0.3.64, recorded in ``../shared/comfyui/``) does:
   (``progress`` per sampler step, ``executing`` per node, binary preview frames). When
   the feed goes quiet or drops, the client checks the truth instead of waiting forever;
   a prompt that is in neither history nor queue was lost (restart) and is resubmitted.
+* The client_id survives studio restarts (``persistent_client_id``): ComfyUI routes a
+  prompt's progress to the client that queued it, so a studio that restarts mid-run gets
+  the live feed of the run it resumes; a run found already executing is reported as such
+  (a synthetic ``execution_start`` with ``resumed``), so its status reads "running".
 * Cancel is targeted: ``/queue`` ``delete`` while the prompt is pending, ``/interrupt``
   with the prompt_id while it runs (a global interrupt would stop someone else's run).
 
@@ -26,9 +30,10 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -65,7 +70,34 @@ __all__ = [
     "OutputRef",
     "RunResult",
     "decode_preview",
+    "persistent_client_id",
 ]
+
+
+CLIENT_ID_FILE = "comfyui_client_id"
+
+
+def persistent_client_id(data_dir: Path, process: str = "serve") -> str:
+    """The studio's websocket client_id, the same after a restart (``data_dir/comfyui_client_id``).
+
+    ComfyUI sends a prompt's progress only to the client_id that queued it. A new random id
+    per process meant a studio restarted mid-generation got no live progress for the run it
+    resumed (only the final result, from /history). Kept beside the database, the id survives
+    restarts. ComfyUI keeps one socket per client_id (a second connection replaces the
+    first), so each kind of studio process on a data directory (``serve``, the terminal's
+    ``chat``) has its own id.
+    """
+    suffix = "" if process == "serve" else f".{process}"
+    path = Path(data_dir) / f"{CLIENT_ID_FILE}{suffix}"
+    with contextlib.suppress(OSError, ValueError):
+        return str(UUID(path.read_text().strip()))
+    client_id = str(uuid4())
+    with contextlib.suppress(OSError):  # a read-only data dir still gets a working id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(client_id + "\n")
+        partial.replace(path)
+    return client_id
 
 
 def _ws_url(base: str, client_id: str) -> str:
@@ -483,6 +515,25 @@ class ComfyUIClient:
                 return result_of(prompt_id, entry)
             if state == "unknown":
                 await self.queue_prompt(workflow, prompt_id)
+            # Events of this run seen, or a start reported: a run found executing (after a
+            # studio restart, or a feed that dropped) is then reported once as started.
+            started = False
+
+            async def report_running() -> None:
+                nonlocal started
+                if started:
+                    return
+                started = True
+                resumed = ComfyEvent(
+                    "execution_start", {"prompt_id": prompt_id, "resumed": True}, prompt_id
+                )
+                if on_event is not None:
+                    outcome = on_event(resumed)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+
+            if state == "running":
+                await report_running()
             deadline = loop.time() + time_limit
             outage_since: float | None = None
             resubmits = 0
@@ -500,6 +551,8 @@ class ComfyUIClient:
                     event = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
                     event = None
+                if event is not None and event.type in ("execution_start", "progress", "executing"):
+                    started = True
                 if event is not None and on_event is not None:
                     outcome = on_event(event)
                     if inspect.isawaitable(outcome):
@@ -536,6 +589,8 @@ class ComfyUIClient:
                 if state == "done" and entry is not None:
                     await self._drain(queue, on_event)
                     return result_of(prompt_id, entry, resubmits)
+                if state == "running":
+                    await report_running()
                 if state == "unknown":
                     if prompt_id in self._cancelled:
                         return RunResult(prompt_id, "cancelled", resubmitted=resubmits)
@@ -552,5 +607,6 @@ class ComfyUIClient:
                         if inspect.isawaitable(outcome):
                             await outcome
                     await self.queue_prompt(workflow, prompt_id)
+                    started = False
         finally:
             self.unsubscribe(prompt_id, queue)

@@ -1,7 +1,8 @@
 """The ``generations`` bucket: a local directory by default, Supabase Storage when configured.
 
 Every file lives at ``{session_id}/{generation_id}/{filename}`` (the path the generations
-table's ``outputs`` records). Both backends take the same path, so moving from the local
+table's ``outputs`` records); images a person gives the studio live beside them at
+``{session_id}/uploads/{sha256}.{ext}`` (``upload_path``), so they go with their session. Both backends take the same path, so moving from the local
 studio to Supabase changes where the bytes go, never what the rest of the studio stores.
 
 Supabase Storage is spoken to over its REST API with httpx (no SDK: the supabase package
@@ -25,6 +26,7 @@ from creative_studio.core.errors import InvalidInputError, NotFoundError, Studio
 
 __all__ = [
     "BUCKET",
+    "UPLOADS",
     "LocalStorage",
     "Storage",
     "StorageError",
@@ -32,7 +34,9 @@ __all__ = [
     "StoredFile",
     "SupabaseStorage",
     "object_path",
+    "session_of",
     "storage_from_env",
+    "upload_path",
 ]
 
 BUCKET = "generations"
@@ -82,6 +86,19 @@ def object_path(session_id: object, generation_id: object, filename: str) -> str
             _segment(filename, "file name"),
         )
     )
+
+
+UPLOADS = "uploads"  # the folder of a session's uploaded images (not a generation id)
+
+
+def upload_path(session_id: object, filename: str) -> str:
+    """``{session_id}/uploads/{filename}``: an image the person gave, stored like an output."""
+    return object_path(session_id, UPLOADS, filename)
+
+
+def session_of(path: str) -> str:
+    """The session a stored file belongs to (refuses a path that is not a storage path)."""
+    return _check_path(path).split("/", 1)[0]
 
 
 def _check_path(path: str) -> str:

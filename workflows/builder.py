@@ -29,6 +29,7 @@ from creative_studio.workflows.catalog import (
     split_target,
 )
 from creative_studio.workflows.plan import LoRA, TechnicalPlan
+from creative_studio.workflows.template_choice import choose_template
 from creative_studio.workflows.validation import check
 
 __all__ = [
@@ -323,8 +324,22 @@ def build(
     sets, ``explicit_parameters``); notes then tell only what really changed.
     """
     templates = templates or catalog()
-    requested = template or plan.template
-    notes: list[str] = []
+    # What the server can run: ours, or ComfyUI's official template for its models.
+    choice = choose_template(
+        plan,
+        server,
+        templates,
+        requested=template or plan.template,
+        init_image=init_image,
+        explicit=explicit if explicit is not None else explicit_parameters(plan),
+        allow_fallback=allow_fallback,
+    )
+    templates, requested, plan, notes = choice.templates, choice.template, choice.plan, choice.notes
+    if choice.fills:
+        explicit = {
+            *(explicit if explicit is not None else explicit_parameters(plan)),
+            *choice.fills,
+        }
     first = templates.get(requested)
     if first.needs_init_image and not init_image:
         if "txt2img" in first.fallbacks:

@@ -48,9 +48,11 @@ def _link_source(workflow: Workflow, value: Any) -> dict[str, Any] | None:
 def detect_parameters(workflow: Workflow) -> dict[str, list[str]]:
     """Find a workflow's prompt, sampler, size, seed (and model) inputs.
 
-    Follows the sampler's ``positive`` / ``negative`` links back to the text encoders, so
-    the result does not depend on node titles; falls back to wording ("blurry, low
-    quality" is a negative prompt) when the links do not tell.
+    Follows the sampler's (or its guider's) ``positive`` / ``negative`` links back to the
+    text encoders, so the result does not depend on node titles; falls back to wording
+    ("blurry, low quality" is a negative prompt) when the links do not tell. The node
+    vocabulary is rules.toml [detect]: it covers our templates, people's exports and
+    ComfyUI's official templates (Flux, SD3.5, Chroma, Qwen-Image, HiDream, Wan).
     """
     detect = rules()["detect"]
     sampler_nodes = set(rules()["progress"]["sampler_nodes"])
@@ -62,13 +64,17 @@ def detect_parameters(workflow: Workflow) -> dict[str, list[str]]:
             targets.append(target)
 
     prompt_nodes = set(detect["prompt_nodes"])
+    prompt_inputs: dict[str, list[str]] = detect.get("prompt_inputs", {})
+    blockers = set(detect.get("prompt_blockers", []))
+    guiders = set(detect.get("guider_nodes", []))
+    split: dict[str, dict[str, str]] = detect.get("split_sampling", {})
 
     def text_encoder(value: Any, depth: int = 0) -> str | None:
         """Walk conditioning links back to the text encoder that feeds them."""
         if not is_link(value) or depth > 6:
             return None
         node = workflow.get(value[0])
-        if node is None:
+        if node is None or node.get("class_type") in blockers:
             return None
         if node.get("class_type") in prompt_nodes:
             return value[0]
@@ -77,6 +83,17 @@ def detect_parameters(workflow: Workflow) -> dict[str, list[str]]:
             if found:
                 return found
         return None
+
+    def prompt_of(inputs: dict[str, Any], links: tuple[tuple[str, str], ...]) -> None:
+        for key, param in links:
+            encoder = text_encoder(inputs.get(key))
+            if encoder is None:
+                continue
+            encoder_node = workflow[encoder]
+            encoder_inputs = encoder_node.get("inputs", {})
+            for name in prompt_inputs.get(encoder_node["class_type"], ["text"]):
+                if isinstance(encoder_inputs.get(name), str):
+                    add(param, f"{encoder}.{name}")
 
     for node_id in sorted(workflow, key=node_order):
         node = workflow[node_id]
@@ -94,17 +111,29 @@ def detect_parameters(workflow: Workflow) -> dict[str, list[str]]:
             ):
                 if key in inputs and not is_link(inputs[key]):
                     add(param, f"{node_id}.{key}")
-            for key, param in (("positive", "positive_prompt"), ("negative", "negative_prompt")):
-                encoder = text_encoder(inputs.get(key))
-                if encoder and "text" in workflow[encoder].get("inputs", {}):
-                    add(param, f"{encoder}.text")
-        elif class_type == "RandomNoise" and "noise_seed" in inputs:
+            prompt_of(inputs, (("positive", "positive_prompt"), ("negative", "negative_prompt")))
+        if class_type in guiders:
+            prompt_of(
+                inputs,
+                (
+                    ("positive", "positive_prompt"),
+                    ("conditioning", "positive_prompt"),
+                    ("cond1", "positive_prompt"),
+                    ("negative", "negative_prompt"),
+                ),
+            )
+        for key, param in split.get(str(class_type), {}).items():
+            if key in inputs and not is_link(inputs[key]):
+                add(param, f"{node_id}.{key}")
+        if class_type in sampler_nodes or class_type in guiders or class_type in split:
+            continue
+        if class_type == "RandomNoise" and "noise_seed" in inputs:
             add("seed", f"{node_id}.noise_seed")
         elif class_type in detect["size_nodes"]:
             for key in ("width", "height", "batch_size"):
                 if key in inputs and not is_link(inputs[key]):
                     add(key, f"{node_id}.{key}")
-            if "length" in inputs:
+            if "length" in inputs and not is_link(inputs["length"]):
                 add("frames", f"{node_id}.length")
         elif class_type == "CheckpointLoaderSimple":
             add("checkpoint", f"{node_id}.ckpt_name")
@@ -114,8 +143,18 @@ def detect_parameters(workflow: Workflow) -> dict[str, list[str]]:
                 add("fps", f"{node_id}.fps")
         elif class_type == "SaveVideo":
             add("filename_prefix", f"{node_id}.filename_prefix")
+        elif class_type in detect.get("fps_nodes", []) and "fps" in inputs:
+            add("fps", f"{node_id}.fps")
         elif class_type == "LoadImage":
             add("init_image", f"{node_id}.image")
+
+    # One encoder feeding both sides is the positive prompt (never overwrite it).
+    positive = set(params.get("positive_prompt", []))
+    negative = [t for t in params.get("negative_prompt", []) if t not in positive]
+    if negative:
+        params["negative_prompt"] = negative
+    else:
+        params.pop("negative_prompt", None)
 
     if "positive_prompt" not in params:
         # No sampler links to follow: tell positive from negative by their words.

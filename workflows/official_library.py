@@ -293,7 +293,8 @@ class OfficialLibrary:
         """The template as the builder fills it: its parameters found by detection.
 
         The same detection as a person's uploaded workflow (prompt, negative prompt,
-        seed, size, steps, cfg, denoise, frames); every other value stays the template's.
+        seed, size, steps, cfg, denoise, frames), filled the same way (see build()):
+        what the person did not set stays the template's.
         """
         template = self.get(name)
         api = self.workflow(name, server)
@@ -305,6 +306,11 @@ class OfficialLibrary:
             parameters=detect_parameters(api),
             needs_init_image=any(n["class_type"] in _INPUT_FILES for n in api.values()),
             fixed_sampling=True,  # no LoRA chain is spliced in: it wires its own loaders
+            # Filled like a person's own workflow: the prompts, the seed and what the
+            # person asked for come from the plan; the model's tuned steps, CFG,
+            # sampler and frames stay the template's (an SDXL plan's CFG 7 would ruin
+            # Flux at 1.0).
+            user_supplied=True,
         )
 
     def available(

@@ -31,6 +31,9 @@ Template = Literal["txt2img", "img2img", "upscale", "video_animatediff", "video_
 # "custom:<name>". Only the shape is checked here; whether it exists is the store's answer.
 CUSTOM_TEMPLATE_PATTERN = r"^custom:[A-Za-z0-9 _.-]{1,80}$"
 CustomTemplate = Annotated[str, StringConstraints(pattern=CUSTOM_TEMPLATE_PATTERN)]
+# A template of ComfyUI's official library (workflows/official_library.py), "official:<name>".
+OFFICIAL_TEMPLATE_PATTERN = r"^official:[A-Za-z0-9_.-]{1,100}$"
+OfficialTemplate = Annotated[str, StringConstraints(pattern=OFFICIAL_TEMPLATE_PATTERN)]
 
 
 class TechnicalPlan(BaseModel):
@@ -40,7 +43,7 @@ class TechnicalPlan(BaseModel):
     workflow builder validates again against the connected server's object_info.
     """
 
-    template: Template | CustomTemplate = "txt2img"
+    template: Template | CustomTemplate | OfficialTemplate = "txt2img"
     checkpoint: str = Field(default="sd_xl_base_1.0.safetensors", min_length=1, max_length=200)
     sampler: str = Field(default="euler", min_length=1, max_length=60)
     scheduler: str = Field(default="normal", min_length=1, max_length=60)
@@ -86,8 +89,10 @@ class TechnicalPlan(BaseModel):
 
 __all__ = [
     "CUSTOM_TEMPLATE_PATTERN",
+    "OFFICIAL_TEMPLATE_PATTERN",
     "CustomTemplate",
     "LoRA",
+    "OfficialTemplate",
     "TechnicalPlan",
     "Template",
     "VideoSettings",

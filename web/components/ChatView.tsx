@@ -2,7 +2,7 @@
 import Link from "next/link";
 import { usePathname } from "next/navigation";
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
-import { api, ApiError, describeError } from "@/lib/api";
+import { api, ApiError, describeError, type StudioImage } from "@/lib/api";
 import { conversationReducer, initialConversationState } from "@/lib/conversation";
 import type { Session } from "@/lib/types";
 import { useConversationEvents } from "@/lib/useConversationEvents";
@@ -78,10 +78,10 @@ export function ChatView() {
   });
 
   const post = useCallback(
-    async (key: string, text: string) => {
+    async (key: string, text: string, images: string[] = []) => {
       if (!conversationId) return;
       try {
-        const accepted = await api.postMessage(conversationId, text);
+        const accepted = await api.postMessage(conversationId, text, images);
         dispatch({ type: "sent", key, message: accepted.message });
       } catch (error) {
         const { message, hint } = describeError(error);
@@ -92,11 +92,11 @@ export function ChatView() {
   );
 
   const send = useCallback(
-    (text: string) => {
+    (text: string, images: StudioImage[] = []) => {
       localCounter += 1;
       const key = `local-${Date.now()}-${localCounter}`;
       dispatch({ type: "optimistic", key, content: text });
-      void post(key, text);
+      void post(key, text, images.map((image) => image.ref));
     },
     [post],
   );
@@ -161,7 +161,14 @@ export function ChatView() {
             <button
               type="button"
               className="btn btn-small"
-              onClick={() => act(() => api.cancelConversation(conversationId))}
+              onClick={() =>
+                act(async () => {
+                  await api.cancelConversation(conversationId);
+                  // The cancel answers once the conversation left "generating": show it
+                  // ("Generation cancelled.") without waiting for the stream.
+                  await load(conversationId);
+                })
+              }
               disabled={busy}
               title="Stop the team at the next safe point"
               aria-label="Stop the team"
@@ -289,11 +296,17 @@ export function ChatView() {
               onVariation={() =>
                 send("Make a variation of this image: keep the plan and the style, but use a new seed.")
               }
-              onUseAsInit={(url) =>
-                inputRef.current?.setText(
-                  `Use the last image (${url}) as the init image, and change: `,
-                )
-              }
+              onUseAsInit={(url, output) => {
+                const path = typeof output.path === "string" ? output.path : null;
+                if (!path) return;
+                inputRef.current?.attach({
+                  ref: path,
+                  url,
+                  filename: output.filename,
+                  source: "output",
+                });
+                inputRef.current?.setText("Start from this image and change: ");
+              }}
             />
           )}
           {actionError && (
@@ -312,7 +325,12 @@ export function ChatView() {
 
       <div className="chat-footer">
         <div className="chat-footer-inner">
-          <ChatInput ref={inputRef} onSend={send} teamBusy={running} />
+          <ChatInput
+            ref={inputRef}
+            onSend={send}
+            onUpload={sessionId ? (file) => api.uploadImage(sessionId, file, file.name) : undefined}
+            teamBusy={running}
+          />
         </div>
       </div>
     </div>

@@ -1,6 +1,7 @@
 "use client";
 import { useState } from "react";
 import { assetUrl } from "@/lib/api";
+import type { GenerationOutput } from "@/lib/types";
 import { outputUrl, type GenerationView } from "@/lib/conversation";
 import { PlanTable } from "./PlanTable";
 import { ProgressBar } from "./ProgressBar";
@@ -10,7 +11,8 @@ export interface GenerationPreviewProps {
   onCancel?: () => void;
   onRegenerate?: () => void;
   onVariation?: () => void;
-  onUseAsInit?: (url: string) => void;
+  /** The result's API url and the output itself (its `path` is the ref a message carries). */
+  onUseAsInit?: (url: string, output: GenerationOutput) => void;
   busy?: boolean;
 }
 
@@ -134,7 +136,7 @@ export function GenerationPreview({
             <button
               type="button"
               className="btn btn-small"
-              onClick={() => onUseAsInit(outputUrl(generation.generationId, outputs[0]))}
+              onClick={() => onUseAsInit(outputUrl(generation.generationId, outputs[0]), outputs[0])}
               disabled={busy}
             >
               ⤷ Use as init image

@@ -1,4 +1,5 @@
 import type { CSSProperties } from "react";
+import { assetUrl } from "@/lib/api";
 import type { ChatMessage } from "@/lib/conversation";
 import { persona } from "@/lib/specialists";
 import { SpecialistAvatar } from "./SpecialistAvatar";
@@ -16,6 +17,11 @@ export function MessageBubble({ message, onRetry, settingsHref }: MessageBubbleP
   const who = persona(message.role, message.speaker);
   const name = message.role === "user" ? "You" : message.speaker || who.name;
   const style = { "--role-colour": `var(--c-${who.colour})` } as CSSProperties;
+  // The images the person gave with this message (metadata.images: checked refs + urls).
+  const images = (Array.isArray(message.metadata.images) ? message.metadata.images : []).filter(
+    (image): image is { ref: string; url: string; filename?: string } =>
+      typeof image?.ref === "string" && typeof image?.url === "string",
+  );
   return (
     <article
       className="msg"
@@ -43,6 +49,22 @@ export function MessageBubble({ message, onRetry, settingsHref }: MessageBubbleP
           {message.content}
           {message.streaming && <span className="caret" aria-hidden="true" />}
         </div>
+        {images.length > 0 && (
+          <div className="row" style={{ gap: 6, flexWrap: "wrap" }}>
+            {images.map((image) => (
+              // eslint-disable-next-line @next/next/no-img-element
+              <img
+                key={image.ref}
+                src={assetUrl(image.url)}
+                alt={`Image given: ${image.filename ?? image.ref}`}
+                title={image.ref}
+                data-testid="message-image"
+                height={96}
+                style={{ maxWidth: 160, objectFit: "cover", borderRadius: 6 }}
+              />
+            ))}
+          </div>
+        )}
         {message.kind === "unavailable" && (
           <div className="msg-status" style={{ color: "var(--warn)" }}>
             {typeof message.metadata.model === "string" && <span>Model: {message.metadata.model}.</span>}

@@ -7,6 +7,7 @@ import { SPECIALIST_ROLES } from "@/lib/specialists";
 import type { Health, ModelsInfo, Preferences, Session, SessionSettings } from "@/lib/types";
 import { ErrorState } from "./ErrorState";
 import { ModelSelector, PullStatus, type PullState } from "./ModelSelector";
+import { TemplateBrowser } from "./TemplateBrowser";
 
 function StatusItem({ name, ok, detail }: { name: string; ok: boolean | null; detail: string | null }) {
   return (
@@ -421,6 +422,10 @@ export function SettingsView() {
               />
             </div>
           </div>
+          <TemplateBrowser
+            value={prefs.preferred_template ?? null}
+            onChoose={(name) => setPref("preferred_template", name)}
+          />
           <div className="row">
             <button type="button" className="btn btn-primary" onClick={savePrefs} disabled={saving}>
               Save preferences

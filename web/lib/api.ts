@@ -102,6 +102,17 @@ async function errorFrom(response: Response): Promise<ApiError> {
   return new ApiError(response.status, code, message);
 }
 
+/** An image the studio keeps for a session (an upload or a result), as a message carries it. */
+export interface StudioImage {
+  ref: string;
+  url: string;
+  filename: string;
+  width?: number;
+  height?: number;
+  name?: string | null;
+  source?: "upload" | "output";
+}
+
 export async function request<T>(
   method: string,
   path: string,
@@ -182,12 +193,31 @@ export const api = {
       after = page[page.length - 1].seq;
     }
   },
-  postMessage: (conversationId: string, content: string) =>
+  postMessage: (conversationId: string, content: string, images: string[] = []) =>
     request<{ message: MessagePayload; queued: boolean }>(
       "POST",
       `/api/conversations/${id(conversationId)}/messages`,
-      { content },
+      images.length ? { content, images } : { content },
     ),
+  /** Store an image for the session (checked by content on the server); send its `ref`
+   * with a message to give the team a starting image. */
+  uploadImage: async (sessionId: string, file: Blob, name = "image.png"): Promise<StudioImage> => {
+    const form = new FormData();
+    form.append("file", file, name);
+    let response: Response;
+    try {
+      response = await fetch(`${apiBase()}/api/sessions/${id(sessionId)}/images`, {
+        method: "POST",
+        headers: { Accept: "application/json", ...authHeaders() },
+        body: form,
+        cache: "no-store",
+      });
+    } catch {
+      throw new ApiError(0, "network", "Cannot reach the studio server.");
+    }
+    if (!response.ok) throw await errorFrom(response);
+    return (await response.json()) as StudioImage;
+  },
   answer: (
     conversationId: string,
     body: { text?: string; choice?: string; approved?: boolean },

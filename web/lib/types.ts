@@ -39,6 +39,8 @@ export interface Preferences {
   ollama_keep_alive: string;
   ollama_num_ctx: number;
   unload_ollama_before_generation: boolean;
+  /** "official:<name>" (GET /api/templates) or "custom:<name>"; null: Pixel chooses. */
+  preferred_template?: string | null;
 }
 
 export interface SessionSettings {

@@ -6,9 +6,10 @@
 //
 // Each step prints ✓ or ✗; the last line is "N passed, N failed". Failing steps leave a
 // screenshot in web/test-results/.
-import { mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
-import { WEB, apiClient, launchBrowser, sleep, startStack } from "./lib.mjs";
+import { WEB, apiClient, comfyuiClient, launchBrowser, pngBytes, sleep, startStack } from "./lib.mjs";
 
 const RESULTS = path.join(WEB, "test-results");
 mkdirSync(RESULTS, { recursive: true });
@@ -90,6 +91,7 @@ async function sameAsServer(api, conversationId) {
 const stack = await startStack({ delay, stepDelay: Number(process.env.E2E_STEP_DELAY || 0.15) });
 if (!stack.comfyui) console.log("! the ComfyUI test double could not be started: the generation steps will fail");
 const api = apiClient(stack.url);
+const comfyui = comfyuiClient(stack.comfyui_url, api);
 const browser = await launchBrowser();
 const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
 // Record every progress value the generation preview shows (it can be brief).
@@ -321,6 +323,139 @@ try {
       "the role's selector shows the missing model",
     );
     await api.waitStatus(conversation.id, (d) => !d.running, 120_000);
+  });
+
+  /** Wait until the conversation's run is over with a generation other than `previous`. */
+  const nextGeneration = async (previous) => {
+    const detail = await api.waitStatus(
+      conversationId,
+      (d) => !d.running && d.status !== "running" && d.generation?.generation_id && d.generation.generation_id !== previous,
+      240_000,
+    );
+    check(detail.generation.status === "complete", `the generation ended ${detail.generation.status}: ${detail.generation.error ?? ""}`);
+    return detail;
+  };
+  const nodeOf = (prompt, classType) => Object.values(prompt).find((n) => n.class_type === classType);
+  /** The person's stored message with `content`, and that it carries the image `ref`. */
+  const storedWithImage = async (content, ref) => {
+    const stored = await api.get(`/api/conversations/${conversationId}/messages?limit=200`);
+    const mine = stored.filter((m) => m.role === "user" && m.content === content);
+    check(mine.length === 1, `${mine.length} stored messages say "${content}"`);
+    const images = mine[0].metadata.images ?? [];
+    check(images.length === 1 && images[0].ref === ref, `the message's images: ${JSON.stringify(images)}`);
+    return images[0];
+  };
+  /** The person's message on screen shows the image it carries, loaded. */
+  const shownWithImage = async (content, ref) => {
+    await page.waitForFunction(
+      ([text, r]) =>
+        [...document.querySelectorAll('.msg[data-role="user"]')].some(
+          (n) =>
+            n.querySelector(".msg-bubble")?.textContent === text &&
+            [...n.querySelectorAll("[data-testid=message-image]")].some(
+              (img) => img.getAttribute("title") === r && img.complete && img.naturalWidth > 0,
+            ),
+        ),
+      [content, ref],
+      { timeout: 15_000 },
+    );
+  };
+
+  const attached = "make it a rainy night street, keep it close to my photo";
+  await step("chat: attach an image (chip, remove, attach), send it: the team starts from it (img2img)", async () => {
+    // The settings step saved the embedded model for the team: back to the stack's
+    // scripted team (no assignments), so these steps do not run a real model.
+    const reset = await api.put(`/api/sessions/${sessionId}/settings`, { model_assignments: {} });
+    check(
+      !Object.values(reset.model_assignments).some((m) => String(m).startsWith("embedded")),
+      `assignments after the reset: ${JSON.stringify(reset.model_assignments)}`,
+    );
+    const before = await api.waitStatus(conversationId, (d) => !d.running, 180_000);
+    const previous = before.generation?.generation_id ?? null;
+    await page.goto(`${stack.url}/chat/${conversationId}`);
+    await page.waitForSelector(".msg", { timeout: 15_000 });
+    const png = pngBytes(96, 64, [200, 40, 120]);
+    const file = path.join(mkdtempSync(path.join(tmpdir(), "cs-e2e-image-")), "street.png");
+    writeFileSync(file, png);
+    const picker = page.getByTestId("image-file");
+    await picker.setInputFiles(file);
+    let chip = await page.waitForSelector("[data-testid=attached-image]", { timeout: 15_000 });
+    const ref = await chip.getAttribute("title");
+    check(ref?.startsWith(`${sessionId}/uploads/`) && ref.endsWith(".png"), `the chip's ref: ${ref}`);
+    check(/street\.png/.test((await chip.textContent()) ?? ""), "the chip names the file");
+    // A chip can be removed, and the same file attached again.
+    await page.getByRole("button", { name: "Remove street.png" }).click();
+    await page.waitForSelector("[data-testid=attached-image]", { state: "detached", timeout: 5_000 });
+    await picker.setInputFiles(file);
+    chip = await page.waitForSelector("[data-testid=attached-image]", { timeout: 15_000 });
+    check((await chip.getAttribute("title")) === ref, "the same file is the same stored image");
+    check((await page.$$("[data-testid=attached-image]")).length === 1, "one chip");
+    await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, await chip.$("img"), { timeout: 10_000 });
+    const input = page.getByTestId("chat-input");
+    await input.fill(attached);
+    await page.screenshot({ path: path.join(RESULTS, "chat-attached-image.png") });
+    await input.press("Enter");
+    await page.waitForSelector("[data-testid=attached-image]", { state: "detached", timeout: 5_000 });
+    await shownWithImage(attached, ref);
+    const detail = await nextGeneration(previous);
+    const given = await storedWithImage(attached, ref);
+    check(given.source === "upload" && given.width === 96 && given.height === 64, JSON.stringify(given));
+    check(detail.plan?.template === "img2img", `the plan's template: ${detail.plan?.template}`);
+    // Pixel's plan in the chat says it starts from the image, close to it ("keep it close").
+    await page.waitForFunction(
+      () =>
+        [...document.querySelectorAll('.msg[data-role="technical"] .msg-bubble')].some((n) =>
+          /starts from the image you gave \(close to it: denoise 0\.35\)/.test(n.textContent ?? ""),
+        ),
+      null,
+      { timeout: 15_000 },
+    );
+    // ComfyUI got the very file, loaded by the prompt, sampled at that denoise.
+    const prompt = await comfyui.promptOf(detail.generation.generation_id);
+    const load = nodeOf(prompt, "LoadImage");
+    check(load, `no LoadImage in the prompt: ${Object.values(prompt).map((n) => n.class_type)}`);
+    check((await comfyui.inputFile(load.inputs.image)).equals(png), "ComfyUI's input file is the attached PNG");
+    check(Math.abs(nodeOf(prompt, "KSampler")?.inputs.denoise - 0.35) < 1e-6, "the sampler's denoise is 0.35");
+  });
+
+  const fromResult = "Start from this image and change: make it dusk, loosely inspired by it";
+  await step("chat: \"Use as init image\" attaches the result; sent, it reaches the conversation as an image", async () => {
+    const before = await api.waitStatus(conversationId, (d) => !d.running, 180_000);
+    const result = before.generation;
+    check(result?.status === "complete" && result.outputs?.[0]?.path, `the last result: ${JSON.stringify(result)}`);
+    const output = result.outputs[0];
+    await page.waitForFunction(
+      (id) => {
+        const img = document.querySelector("[data-testid=result-image]");
+        return img && img.getAttribute("src")?.includes(id) && img.complete && img.naturalWidth > 0;
+      },
+      result.generation_id,
+      { timeout: 15_000 },
+    );
+    const resultUrl = await page.$eval("[data-testid=result-image]", (img) => img.src);
+    await page.getByRole("group", { name: "Iterate on this result" }).getByText("Use as init image").click();
+    const chip = await page.waitForSelector("[data-testid=attached-image]", { timeout: 5_000 });
+    check((await chip.getAttribute("title")) === output.path, `the chip's ref: ${await chip.getAttribute("title")} vs ${output.path}`);
+    await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, await chip.$("img"), { timeout: 10_000 });
+    const input = page.getByTestId("chat-input");
+    check((await input.inputValue()).startsWith("Start from this image"), "the input is prefilled");
+    check(await page.evaluate(() => document.activeElement?.id === "chat-input"), "the input has the focus");
+    await page.screenshot({ path: path.join(RESULTS, "chat-use-as-init.png") });
+    await input.fill(fromResult);
+    await input.press("Enter");
+    await page.waitForSelector("[data-testid=attached-image]", { state: "detached", timeout: 5_000 });
+    await shownWithImage(fromResult, output.path);
+    const detail = await nextGeneration(result.generation_id);
+    const given = await storedWithImage(fromResult, output.path);
+    check(given.source === "output", JSON.stringify(given));
+    check(detail.plan?.template === "img2img", `the plan's template: ${detail.plan?.template}`);
+    const prompt = await comfyui.promptOf(detail.generation.generation_id);
+    const load = nodeOf(prompt, "LoadImage");
+    check(load, "no LoadImage in the prompt");
+    const stored = Buffer.from(await (await fetch(resultUrl)).arrayBuffer());
+    check((await comfyui.inputFile(load.inputs.image)).equals(stored), "ComfyUI's input file is the previous result");
+    check(Math.abs(nodeOf(prompt, "KSampler")?.inputs.denoise - 0.8) < 1e-6, "loosely inspired: denoise 0.8");
+    await sameAsServer(api, conversationId);
   });
 
   await step("phone width: every page fits 390 px, the input stays on screen", async () => {

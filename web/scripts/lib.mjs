@@ -4,6 +4,7 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { deflateSync } from "node:zlib";
 import { chromium } from "playwright-core";
 
 export const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -130,3 +131,59 @@ export function apiClient(base) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(bytes) {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** A real PNG of one colour (what the person attaches in the image steps). */
+export function pngBytes(width, height, [r, g, b] = [40, 20, 90]) {
+  const chunk = (kind, data) => {
+    const body = Buffer.concat([Buffer.from(kind, "latin1"), data]);
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([length, body, crc]);
+  };
+  const row = Buffer.concat([Buffer.from([0]), Buffer.from(Array.from({ length: width }, () => [r, g, b]).flat())]);
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", deflateSync(Buffer.concat(Array.from({ length: height }, () => row)))),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+/** What the ComfyUI double received for one of the studio's generations: the API-format
+ * prompt from its /history (as real ComfyUI keeps it), and a file from its input folder. */
+export function comfyuiClient(base, api) {
+  return {
+    async promptOf(generationId) {
+      const generation = await api.get(`/api/generations/${generationId}`);
+      if (!generation.prompt_id) throw new Error(`generation ${generationId} has no ComfyUI prompt id`);
+      const response = await fetch(`${base}/history/${encodeURIComponent(generation.prompt_id)}`);
+      const history = await response.json();
+      const entry = history[generation.prompt_id];
+      if (!entry) throw new Error(`ComfyUI has no history for ${generation.prompt_id}`);
+      return entry.prompt[2];
+    },
+    async inputFile(name) {
+      const response = await fetch(`${base}/view?type=input&filename=${encodeURIComponent(name)}`);
+      if (!response.ok) throw new Error(`ComfyUI has no input file ${name}: ${response.status}`);
+      return Buffer.from(await response.arrayBuffer());
+    },
+  };
+}

@@ -55,7 +55,10 @@ describe("GenerationPreview", () => {
     fireEvent.click(screen.getByRole("button", { name: /Use as init image/ }));
     expect(onRegenerate).toHaveBeenCalled();
     expect(onVariation).toHaveBeenCalled();
-    expect(onUseAsInit).toHaveBeenCalledWith("/api/generations/g1/outputs/a.png");
+    expect(onUseAsInit).toHaveBeenCalledWith(
+      "/api/generations/g1/outputs/a.png",
+      expect.objectContaining({ filename: "a.png" }),
+    );
     const download = screen.getByRole("link", { name: /Download/ });
     expect(download.getAttribute("download")).toBe("a.png");
   });

@@ -129,7 +129,7 @@ describe("ChatInput", () => {
     fireEvent.keyDown(box, { key: "Enter", shiftKey: true });
     expect(onSend).not.toHaveBeenCalled();
     fireEvent.keyDown(box, { key: "Enter" });
-    expect(onSend).toHaveBeenCalledWith("brighter neon");
+    expect(onSend).toHaveBeenCalledWith("brighter neon", []);
     expect(box.value).toBe("");
   });
 
