@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from creative_studio.graph.wishes import PersonWishes, Wish, stem
-from creative_studio.workflows.plan import TechnicalPlan
+from creative_studio.workflows.plan import TechnicalPlan, VideoSettings
 
 MAX_PROMPT_CHARS = 1500  # well inside TechnicalPlan's bound; CLIP reads ~77 tokens anyway
 # A prompt is comma-separated descriptors. A model segment longer than this, or with a
@@ -147,6 +147,44 @@ def grounded(segment: str, conversation: set[str]) -> bool:
     if not words:
         return True
     return len(words & conversation) / len(words) >= GROUNDED_SHARE
+
+
+# Words by which a person asks for moving pictures; anything else is a still image.
+_VIDEO_WORDS = frozenset(
+    [
+        "video",
+        "videos",
+        "animation",
+        "animate",
+        "animated",
+        "clip",
+        "clips",
+        "loop",
+        "looping",
+        "gif",
+        "timelapse",
+        "time-lapse",
+        "cinemagraph",
+    ]
+)
+VIDEO_TEMPLATES = frozenset({"video_animatediff", "video_native"})
+
+
+def fit_kind(plan: TechnicalPlan, wishes: PersonWishes) -> TechnicalPlan:
+    """A still when the person asked for an image, a video when they asked for one.
+
+    A 270M Pixel once planned video_native at 3 steps for "a cozy cabin"; whether the person
+    wants moving pictures is in their words, not the model's.
+    """
+    said = " ".join(w.text for w in wishes.all()).lower()
+    wants_video = bool(_VIDEO_WORDS & set(re.findall(r"[a-z-]+", said)))
+    is_video = plan.video is not None or plan.template in VIDEO_TEMPLATES
+    if is_video and not wants_video:
+        template = "txt2img" if plan.template in VIDEO_TEMPLATES else plan.template
+        return plan.model_copy(update={"template": template, "video": None})
+    if wants_video and not is_video and plan.template == "txt2img":
+        return plan.model_copy(update={"template": "video_native", "video": VideoSettings()})
+    return plan
 
 
 def is_prose(segment: str) -> bool:

@@ -418,3 +418,31 @@ def test_prose_copied_into_the_prompt_is_dropped_the_persons_long_phrases_stay()
     assert "silver light" in prompt and "low angle" in prompt
     assert "earth should be visible in the sky" in prompt
     assert any("communicate" in r for r in report.removed)
+
+
+def test_a_still_or_a_video_is_the_persons_choice_not_the_models():
+    from creative_studio.graph.fidelity import fit_kind
+
+    still = person_wishes([HumanMessage(CABIN, id="1")])
+    video_plan = TechnicalPlan(positive_prompt="x", template="video_native", video={"frames": 16})
+    assert fit_kind(video_plan, still).template == "txt2img"
+    assert fit_kind(video_plan, still).video is None
+    moving = person_wishes([HumanMessage("a short looping video of waves on a beach", id="1")])
+    planned = fit_kind(TechnicalPlan(positive_prompt="x", template="txt2img"), moving)
+    assert planned.template == "video_native" and planned.video is not None
+    # An img2img plan stays what the person's image made it.
+    assert (
+        fit_kind(TechnicalPlan(positive_prompt="x", template="img2img"), still).template
+        == "img2img"
+    )
+
+
+async def test_a_preferred_video_template_serves_video_plans_and_never_a_still():
+    graph, config, _ = _studio({}, preferred_template="official:video_wan2_2_5B_ti2v")
+    await _say(graph, config, "a short looping video of snow falling on a cabin")
+    assert (await graph.aget_state(config)).values["plan"][
+        "template"
+    ] == "official:video_wan2_2_5B_ti2v"
+    graph, config, _ = _studio({}, preferred_template="official:video_wan2_2_5B_ti2v")
+    await _say(graph, config, CABIN)
+    assert (await graph.aget_state(config)).values["plan"]["template"] == "txt2img"

@@ -230,3 +230,41 @@ async def test_a_remote_team_in_a_parent_graph_resumes_its_interrupt(langgraph_d
     assert not remote_state["interrupts"] and remote_state["values"]["phase"] == "complete"
     answers = [m for m in remote_state["values"]["messages"] if m["type"] == "human"]
     assert [m["content"] for m in answers] == [request.text, "Approved."]
+
+
+@pytest.mark.slow
+async def test_a_fork_mid_conversation_with_an_edited_message_plans_without_the_old_words(
+    langgraph_dev,
+):
+    """Studio's time travel: go back to before a direction, say something else instead."""
+    client = get_client(url=langgraph_dev)
+    thread = (await client.threads.create())["thread_id"]
+    await client.runs.wait(thread, "creative_studio", input=_human("a lighthouse in a storm"))
+    await client.runs.wait(thread, "creative_studio", input=_human("make it more melancholic"))
+    first = await client.threads.get_state(thread)
+    assert "melancholic" in first["values"]["plan"]["positive_prompt"]
+    history = await client.threads.get_history(thread, limit=200)
+    before = next(  # newest first: the last checkpoint before the direction was said
+        h
+        for h in history
+        if h["values"].get("phase") == "complete"
+        and not any("melancholic" in str(m["content"]) for m in h["values"]["messages"])
+    )
+    forked = await client.threads.update_state(
+        thread,
+        {"messages": [{"type": "human", "content": "make it bright and joyful", "id": "e1"}]},
+        checkpoint_id=before["checkpoint"]["checkpoint_id"],
+        as_node="__start__",  # the edit is the person's input: the router takes it from there
+    )
+    await client.runs.wait(
+        thread,
+        "creative_studio",
+        input=None,
+        checkpoint_id=forked["checkpoint"]["checkpoint_id"],
+    )
+    state = await client.threads.get_state(thread)
+    prompt = state["values"]["plan"]["positive_prompt"]
+    assert "bright and joyful" in prompt and "melancholic" not in prompt
+    assert "lighthouse" in prompt and state["values"]["phase"] == "complete"
+    said = [str(m["content"]) for m in state["values"]["messages"] if m["type"] == "human"]
+    assert said == ["a lighthouse in a storm", "make it bright and joyful"]

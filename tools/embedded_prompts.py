@@ -60,7 +60,8 @@ GEMMA_GRAMMARS: dict[str, dict[str, Any]] = {
             "checkpoint": {"enum": CHECKPOINTS},
             "sampler": {"enum": SAMPLERS},
             "scheduler": {"enum": SCHEDULERS},
-            "steps": {"type": "integer", "minimum": 10, "maximum": 60},
+            # An enum: llama.cpp's schema converter ignores minimum/maximum (3 steps came out).
+            "steps": {"enum": list(range(10, 61))},
             "cfg": {"enum": CFGS},
             "width": {"enum": SIZES},
             "height": {"enum": SIZES},
