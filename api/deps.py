@@ -28,7 +28,7 @@ from creative_studio.store.database import Database
 from creative_studio.store.eventlog import EventLog
 from creative_studio.store.notify import Notifier
 from creative_studio.store.repository import StudioRepository
-from creative_studio.tools.comfyui import ComfyUIClient
+from creative_studio.tools.comfyui import ComfyUIClient, persistent_client_id
 from creative_studio.tools.models import AssignmentProvider, ModelProvider
 from creative_studio.tools.settings import StudioSettings
 from creative_studio.tools.storage import Storage, storage_from_env
@@ -108,7 +108,10 @@ class Studio:
         await events.start()
         repository = StudioRepository(database.pool)
         storage = storage_from_env(settings.data_dir)
-        comfyui = ComfyUIClient(settings.comfyui_url)
+        # The same client_id after a restart: ComfyUI routes a run's progress by it.
+        comfyui = ComfyUIClient(
+            settings.comfyui_url, client_id=persistent_client_id(settings.data_dir)
+        )
         outputs = OutputLinks()
 
         async def publish(event: StudioEvent) -> None:

@@ -136,12 +136,18 @@ class ConversationRunner:
 
     # ----------------------------------------------------------------- public API
 
-    async def send(self, conversation_id: str, text: str) -> dict[str, Any]:
-        """Store the person's message and hand it to the team; returns the stored message."""
+    async def send(
+        self, conversation_id: str, text: str, *, images: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Store the person's message and hand it to the team; returns the stored message.
+
+        ``images`` (checked refs, api/routes/images.py) travel in the message's
+        ``additional_kwargs["images"]``: the team hears of them, Pixel starts from them."""
         body = validate_message(text)
         conversation = await self.repository.get_conversation(conversation_id)
         cid = str(conversation.id)
-        message = HumanMessage(content=body, name="user", id=str(uuid4()))
+        extra = {"images": list(images)} if images else {}
+        message = HumanMessage(content=body, name="user", id=str(uuid4()), additional_kwargs=extra)
         payload = await self._store(cid, message)
         await self._emit(cid, "message", payload)
         live = self._live.setdefault(cid, Live())
@@ -335,6 +341,9 @@ class ConversationRunner:
                 elsewhere = True  # whoever took the lease over continues it
                 log.error("conversation %s: lease lost mid-run, run stopped here", cid)
                 live.pending.clear()
+                live.partial.clear()  # the log has it: the new holder keeps it
+                live.working.clear()
+                live.run = None
             else:
                 again = True
         except asyncio.CancelledError:
@@ -391,6 +400,12 @@ class ConversationRunner:
         live.partial.update({k: v for k, v in leftovers.partial.items() if k in cut})
         live.phase = live.phase or leftovers.phase
         await self._keep_partials(cid, live)
+        snapshot = await self.graph.aget_state(self._config(cid, {}))
+        known = {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
+        known |= {str(m.id) for m in live.pending if isinstance(m, HumanMessage)}
+        for message_id, text in leftovers.person:  # handed to it, never checkpointed
+            if message_id not in known:
+                live.pending.append(HumanMessage(content=text, name="user", id=message_id))
         # The node that was cut runs again from the checkpoint: its text is not carried in.
         live.carry = [m for m in live.carry if str(m.id) not in cut]
 

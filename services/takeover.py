@@ -14,7 +14,9 @@ log of the cut run (everything after its "running" status):
   a step whose writes were saved before the crash, and they carry the same message ids);
 * text a specialist had streamed when the worker died stays, stored as that message marked
   ``interrupted`` - the same message id the clients saw the tokens of - exactly as an
-  interjection keeps it; the re-run node then speaks as a new message.
+  interjection keeps it; the re-run node then speaks as a new message;
+* the person's messages of that run (sent to it, or handed to it by another worker) that
+  the dead worker had not yet put into a checkpoint are queued again, in order.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Leftovers:
     announced: set[str] = field(default_factory=set)  # ids of its "message" events
     partial: dict[str, Partial] = field(default_factory=dict)  # streamed, never finished
     phase: str | None = None
+    person: list[tuple[str, str]] = field(default_factory=list)  # (message id, text)
 
 
 async def read_leftovers(events: EventLog, conversation_id: str) -> Leftovers:
@@ -51,6 +54,8 @@ async def read_leftovers(events: EventLog, conversation_id: str) -> Leftovers:
         if event.kind == "message" and data.get("message_id"):
             found.announced.add(str(data["message_id"]))
             found.partial.pop(str(data["message_id"]), None)
+            if data.get("role") == "user" and data.get("content"):
+                found.person.append((str(data["message_id"]), str(data["content"])))
         elif event.kind == "phase" and data.get("phase"):
             found.phase = str(data["phase"])
         elif event.kind == "token" and data.get("message_id") and data.get("role"):

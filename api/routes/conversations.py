@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from creative_studio.api.deps import StudioDep
+from creative_studio.api.routes.images import resolve_images
 from creative_studio.api.schemas import (
     MAX_PAGE,
     Accepted,
@@ -50,11 +51,16 @@ async def get_conversation(conversation_id: str, studio: StudioDep) -> Conversat
 @router.post("/{conversation_id}/messages", status_code=status.HTTP_202_ACCEPTED)
 async def post_message(conversation_id: str, body: MessageIn, studio: StudioDep) -> Accepted:
     """Returns at once; the team answers on the event stream. A message sent while the team
-    is talking interrupts it (it wins); several in a row are handled in order."""
-    cid = str((await studio.repository.get_conversation(conversation_id)).id)
+    is talking interrupts it (it wins); several in a row are handled in order. ``images``
+    (refs from POST /sessions/{id}/images, or a result's output path) give the team a
+    starting image: the message's ``metadata.images`` says which."""
+    record = await studio.repository.get_conversation(conversation_id)
+    cid = str(record.id)
+    # Images given with the message (uploads or results): checked before the team hears.
+    images = await resolve_images(studio, str(record.session_id), body.images)
     busy = studio.runner.is_running(cid)
     await studio.person_is_back(cid)
-    stored = await studio.runner.send(cid, body.content)
+    stored = await studio.runner.send(cid, body.content, images=images)
     return Accepted(message=stored, queued=busy)
 
 
