@@ -9,7 +9,7 @@ WEB_STAMP := web/node_modules/.installed
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export NEXT_TELEMETRY_DISABLED := 1
 
-.PHONY: setup web-setup web run chat test lint pytest web-test chromium bench screenshots clean
+.PHONY: setup web-setup web run chat test lint pytest web-test chromium bench screenshots clean workers
 
 setup: $(STAMP)
 
@@ -68,6 +68,11 @@ bench: setup
 	$(BIN)/python -m bench.models
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.comfyui
+
+## workers: N studio workers on one PostgreSQL (embedded unless CREATIVE_STUDIO_DATABASE_URL)
+N ?= 2
+workers: setup
+	scripts/workers.sh $(N)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache web/node_modules web/.next web/out

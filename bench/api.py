@@ -1,8 +1,12 @@
-"""API figures: token latency model → SSE client, memory per idle stream, history requests/s.
+"""API figures: token delivery model → SSE client, cross-worker delivery, takeover after
+kill -9, memory per idle stream, history requests/s.
 
 The server runs in its own process (embedded Postgres, a fake model that streams 50
-tokens/s and writes the wall-clock time of each token into the token itself); the
-clients run here and compute each token's delivery latency on arrival.
+tokens/s and writes the wall-clock time of each token into the token itself). The load
+clients are not the limit: several client processes, each reading its share of the streams
+with a raw asyncio socket reader that only looks for the clock marks (a frame that carries
+several coalesced tokens carries several marks; each token counts). The server's CPU time
+(the API process, and its PostgreSQL separately) is read before and after each row.
 
     python -m bench.api            # prints tables, updates docs/benchmarks.md
 """
@@ -13,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -31,9 +36,13 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from bench.report import update_section
+from creative_studio.services.takeover import SWEEP_S
+from creative_studio.store.leases import configured_ttl
 
 TOKENS_PER_SECOND = 50
 TOKENS_PER_TURN = 40
+CLIENT_PROCESSES = 4
+MARK_TEXT = re.compile(r"\u23f1(\d+)")  # the same mark in decoded text
 
 
 class ClockModel(BaseChatModel):
@@ -99,56 +108,141 @@ def serve(port: int, data_dir: Path) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-async def _latencies(client: httpx.AsyncClient, cid: str, until: float, out: list[float]) -> None:
-    async with client.stream("GET", f"/api/conversations/{cid}/events", timeout=None) as response:
-        event = ""
-        async for line in response.aiter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:") and event == "token":
-                text = json.loads(line[5:])["text"]
-                if text.startswith("⏱"):
-                    out.append((time.time_ns() - int(text[1:].strip())) / 1e6)
-            if time.monotonic() > until:
-                return
+def _spawn_clients(base: str, ids: list[str], seconds: float) -> list[subprocess.Popen[str]]:
+    """Client processes (bench/sse_reader.py), started and connected before the row starts."""
+    shares = [ids[i::CLIENT_PROCESSES] for i in range(CLIENT_PROCESSES)]
+    clients = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.sse_reader", base, str(seconds), *share],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for share in shares
+        if share
+    ]
+    for client in clients:
+        assert client.stdout is not None
+        if client.stdout.readline().strip() != "ready":
+            raise RuntimeError("a load client could not open its streams")
+    return clients
 
 
-async def token_latency(base: str, conversations: int, seconds: float) -> dict[str, float]:
-    limits = httpx.Limits(max_connections=conversations * 2 + 10)
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
-        session = (
-            await client.post("/api/sessions", json={"name": f"bench {conversations}"})
-        ).json()
-        ids = []
-        for i in range(conversations):
-            response = await client.post(
-                f"/api/sessions/{session['id']}/conversations", json={"title": f"c{i}"}
-            )
-            ids.append(response.json()["id"])
-        latencies: list[float] = []
-        until = time.monotonic() + seconds
-        followers = [asyncio.create_task(_latencies(client, cid, until, latencies)) for cid in ids]
-        await asyncio.sleep(0.5)
+def _cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of the API process and of the PostgreSQL processes of the machine's studio."""
+    api = psutil.Process(pid).cpu_times()
+    postgres = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info.get("name") == "postgres":
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            postgres += times.user + times.system
+    return api.user + api.system, postgres
+
+
+async def _conversations(client: httpx.AsyncClient, count: int, name: str) -> list[str]:
+    session = (await client.post("/api/sessions", json={"name": name})).json()
+    ids = []
+    for i in range(count):
+        response = await client.post(
+            f"/api/sessions/{session['id']}/conversations", json={"title": f"c{i}"}
+        )
+        ids.append(response.json()["id"])
+    return ids
+
+
+async def token_latency(
+    base: str, conversations: int, seconds: float, pid: int, *, post_to: str | None = None
+) -> dict[str, float]:
+    """Streams read on ``base``; messages posted to ``post_to`` (another worker) or base."""
+    limits = httpx.Limits(max_connections=conversations + 10)
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client,
+        httpx.AsyncClient(base_url=post_to or base, timeout=30, limits=limits) as poster,
+    ):
+        ids = await _conversations(client, conversations, f"bench {conversations}")
+        clients = await asyncio.to_thread(_spawn_clients, base, ids, 600)
+        await asyncio.sleep(1.0)  # every stream is caught up
         await asyncio.gather(
             *(
-                client.post(
+                poster.post(
                     f"/api/conversations/{cid}/messages",
                     json={"content": "a lighthouse in a storm"},
                 )
                 for cid in ids
             )
         )
-        await asyncio.wait(followers, timeout=seconds + 30)
-        for task in followers:
-            task.cancel()
+        # The row starts once every conversation has its message (posting 100 takes a while).
+        cpu_before, started, start_ns = _cpu(pid), time.monotonic(), time.time_ns()
+        await asyncio.sleep(seconds)
+        cpu_after = _cpu(pid)
+        elapsed = time.monotonic() - started
+        outputs = [await asyncio.to_thread(c.communicate, "stop\n") for c in clients]
         for cid in ids:
-            await client.post(f"/api/conversations/{cid}/cancel")
-    latencies.sort()
+            await poster.post(f"/api/conversations/{cid}/cancel")
+        # The window leaves the last second out: what was produced then may be on its way.
+        end_ns = start_ns + int((seconds - 1) * 1e9)
+        produced = sum([await _produced(client, cid, start_ns, end_ns) for cid in ids])
+    received = [(int(m), lat) for out, _ in outputs for m, lat in json.loads(out)]
+    latencies = sorted(lat for mark, lat in received if start_ns <= mark < end_ns)
+    tokens = len(latencies)
+    if not tokens:
+        raise RuntimeError(f"no token reached the clients ({conversations} conversations)")
+    all_tokens = len(received)
     return {
-        "tokens": len(latencies),
+        "tokens": tokens,
+        "produced": produced,
+        "produced_per_s": produced / (seconds - 1),
+        "per_s": tokens / (seconds - 1),
         "median": statistics.median(latencies),
-        "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "p99": latencies[max(0, int(tokens * 0.99) - 1)],
+        "api_cpu_per_1000": (cpu_after[0] - cpu_before[0]) / all_tokens * 1000,
+        "pg_cpu_per_1000": (cpu_after[1] - cpu_before[1]) / all_tokens * 1000,
+        "elapsed": elapsed,
     }
+
+
+async def _produced(client: httpx.AsyncClient, cid: str, start_ns: int, end_ns: int) -> int:
+    """Tokens the conversation's nodes produced in the window, counted in the event log."""
+    count, after = 0, 0
+    while True:
+        page = (
+            await client.get(
+                f"/api/conversations/{cid}/events/log", params={"after": after, "limit": 1000}
+            )
+        ).json()
+        for event in page:
+            if event["kind"] == "token":
+                marks = MARK_TEXT.findall(str(event["data"].get("text")))
+                count += sum(start_ns <= int(m) < end_ns for m in marks)
+        if len(page) < 1000:
+            return count
+        after = page[-1]["id"]
+
+
+async def takeover_time(a: subprocess.Popen[bytes], a_base: str, b_base: str) -> float:
+    """kill -9 of the worker running a conversation → its next event on the other worker."""
+    async with httpx.AsyncClient(base_url=b_base, timeout=30) as on_b:
+        cid = (await _conversations(on_b, 1, "takeover"))[0]
+        async with httpx.AsyncClient(base_url=a_base, timeout=30) as on_a:
+            await on_a.post(f"/api/conversations/{cid}/messages", json={"content": "a storm"})
+        killed = 0.0
+        async with on_b.stream("GET", f"/api/conversations/{cid}/events", timeout=None) as r:
+            tokens = 0
+            async for line in r.aiter_lines():
+                if line.startswith("event: token") and not killed:
+                    tokens += 1
+                    if tokens == 20:  # mid-turn on A
+                        a.kill()
+                        killed = time.monotonic()
+                elif killed and line.startswith("event: token"):
+                    took = time.monotonic() - killed
+                    await on_b.post(f"/api/conversations/{cid}/cancel")
+                    return took
+    raise RuntimeError("the stream ended before the takeover")
 
 
 async def idle_stream_memory(base: str, pid: int, streams: int) -> float:
@@ -209,22 +303,41 @@ async def history_rps(base: str, seconds: float, concurrency: int) -> float:
     return count / seconds
 
 
-async def measure(base: str, pid: int, seconds: float) -> str:
+def _row(name: str, r: dict[str, float]) -> str:
+    share = r["tokens"] / r["produced"] * 100 if r["produced"] else 0.0
+    return (
+        f"| {name} | {r['produced_per_s']:,.0f} | {r['per_s']:,.0f} ({share:.1f} %) "
+        f"| {r['median']:.1f} ms "
+        f"| {r['p99']:.1f} ms | {r['api_cpu_per_1000']:.2f} s | {r['pg_cpu_per_1000']:.2f} s |"
+    )
+
+
+async def measure(base: str, pid: int, seconds: float, second: str, second_pid: int) -> str:
     rows = []
     for conversations in (1, 10, 100):
-        result = await token_latency(base, conversations, seconds)
-        rows.append((conversations, result))
+        result = await token_latency(base, conversations, seconds, pid)
+        rows.append(_row(f"{conversations} conversations", result))
+    # Run on the second worker, streamed from the first: LISTEN/NOTIFY in between.
+    cross = await token_latency(base, 10, seconds, pid, post_to=second)
+    rows.append(_row("10 conversations run on worker B, streamed from A", cross))
     memory = await idle_stream_memory(base, pid, 1000)
     rps = await history_rps(base, 5, 10)
     lines = [
         f"Server in its own process (uvicorn, embedded PostgreSQL); a fake model streams "
         f"{TOKENS_PER_SECOND} tokens/s per conversation; latency = token produced in the node → "
-        "token parsed by an httpx SSE client in another process (every event is stored before "
-        f"it is sent). {seconds:.0f} s per row.",
+        f"token read from the SSE socket by one of {CLIENT_PROCESSES} client processes (raw "
+        "asyncio readers). Every event is stored before it is sent; tokens that wait together "
+        "for one commit are coalesced into one frame. CPU = server CPU seconds per 1,000 tokens "
+        f"delivered (API process; PostgreSQL apart). Produced = tokens the nodes made in the "
+        f"first {seconds - 1:.0f} s of each {seconds:.0f} s row (counted in the log); delivered "
+        "= those of them that reached their client. A conversation streams only while a "
+        f"specialist speaks (plans, votes and questions do not), so fewer than "
+        f"{TOKENS_PER_SECOND} tokens/s per conversation are produced.",
         "",
-        "| concurrent conversations | tokens measured | median latency | p99 latency |",
-        "|---|---|---|---|",
-        *(f"| {n} | {r['tokens']:,} | {r['median']:.1f} ms | {r['p99']:.1f} ms |" for n, r in rows),
+        "| row | tokens/s produced | tokens/s delivered | median latency | p99 latency "
+        "| API CPU / 1k tokens | Postgres CPU / 1k tokens |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
         "",
         f"Memory per idle open SSE stream (1,000 streams on one conversation, server RSS "
         f"before and after, medians of 5 samples): {memory / 1024:.1f} KiB.",
@@ -233,6 +346,50 @@ async def measure(base: str, pid: int, seconds: float) -> str:
         f"process): {rps:.0f} requests/s.",
     ]
     return "\n".join(lines)
+
+
+def _start(port: int, data_dir: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.api", "--serve", str(port), "--data-dir", data_dir],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{base}/api/health", timeout=5).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise RuntimeError("the bench server did not start")
+        time.sleep(0.2)
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _takeover(data_dir: str) -> float:
+    """Two more workers with the default lease ttl; the one running is killed."""
+    from tests.api_server import free_port
+
+    ports = free_port(), free_port()
+    a = _start(ports[0], data_dir)
+    b = _start(ports[1], data_dir)
+    try:
+        return asyncio.run(
+            takeover_time(a, f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}")
+        )
+    finally:
+        _stop(b)
+        _stop(a)
 
 
 def main() -> None:
@@ -247,31 +404,32 @@ def main() -> None:
         return
     from tests.api_server import free_port
 
-    port = free_port()
+    ports = free_port(), free_port()
     with tempfile.TemporaryDirectory() as data_dir:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "bench.api", "--serve", str(port), "--data-dir", data_dir],
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-        base = f"http://127.0.0.1:{port}"
+        first = _start(ports[0], data_dir)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/api/health", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the bench server did not start")
-                time.sleep(0.2)
-            text = asyncio.run(measure(base, server.pid, args.seconds))
-        finally:
-            server.send_signal(signal.SIGINT)
+            second = _start(ports[1], data_dir)  # same data directory: same PostgreSQL
             try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+                text = asyncio.run(
+                    measure(
+                        f"http://127.0.0.1:{ports[0]}",
+                        first.pid,
+                        args.seconds,
+                        f"http://127.0.0.1:{ports[1]}",
+                        second.pid,
+                    )
+                )
+            finally:
+                _stop(second)
+            took = _takeover(data_dir)
+        finally:
+            _stop(first)
+    text += (
+        f"\n\nTakeover after kill -9 (lease ttl {configured_ttl():.0f} s, renewed every "
+        f"{configured_ttl() / 3:.0f} s, sweep every {SWEEP_S:.0f} s): the worker running a "
+        f"conversation is killed mid-turn; its next token reaches a client on the other worker "
+        f"{took:.1f} s later."
+    )
     print(text)
     if not args.no_write:
         update_section("API: SSE token latency, idle streams, history requests", text)
