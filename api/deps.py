@@ -29,6 +29,7 @@ from creative_studio.store.eventlog import EventLog
 from creative_studio.store.notify import Notifier
 from creative_studio.store.repository import StudioRepository
 from creative_studio.tools.comfyui import ComfyUIClient, persistent_client_id
+from creative_studio.tools.comfyui_pool import ComfyUIPool
 from creative_studio.tools.models import AssignmentProvider, ModelProvider
 from creative_studio.tools.settings import StudioSettings
 from creative_studio.tools.storage import Storage, storage_from_env
@@ -109,8 +110,11 @@ class Studio:
         repository = StudioRepository(database.pool)
         storage = storage_from_env(settings.data_dir)
         # The same client_id after a restart: ComfyUI routes a run's progress by it.
-        comfyui = ComfyUIClient(
-            settings.comfyui_url, client_id=persistent_client_id(settings.data_dir)
+        client_id = persistent_client_id(settings.data_dir)
+        comfyui = ComfyUIClient(settings.comfyui_url, client_id=client_id)
+        # COMFYUI_URL may list several servers: generations go to the least-loaded one.
+        pool = ComfyUIPool(
+            [comfyui, *(ComfyUIClient(u, client_id=client_id) for u in settings.comfyui_urls[1:])]
         )
         outputs = OutputLinks()
 
@@ -130,6 +134,7 @@ class Studio:
             storage,
             on_event=generation_event,
             ollama_host=settings.ollama_host,
+            pool=pool,
         )
         await generations.start()
         graph = build_graph(database.checkpointer, provider=provider)
@@ -175,7 +180,7 @@ class Studio:
             await self.takeover.stop()
         await self.runner.aclose()
         await self.generations.aclose()
-        await self.comfyui.aclose()
+        await self.generations.pool.aclose()  # every server's client (the primary too)
         close_storage = getattr(self.storage, "aclose", None)
         if close_storage is not None:
             await close_storage()

@@ -55,6 +55,7 @@ from creative_studio.tools.comfyui import (
     ComfyUIClient,
     ComfyUIError,
 )
+from creative_studio.tools.comfyui_pool import ComfyUIPool
 from creative_studio.tools.storage import Storage
 from creative_studio.workflows.catalog import Catalog, catalog
 from creative_studio.workflows.plan import TechnicalPlan
@@ -93,9 +94,12 @@ class GenerationService:
         retry_interval: float = 5.0,
         ollama_host: str | None = None,
         templates: Catalog | None = None,
+        pool: ComfyUIPool | None = None,
     ) -> None:
         self.repository = repository
         self.client = client
+        # Where generations run: ``client`` alone, or every server COMFYUI_URL lists.
+        self.pool = pool or ComfyUIPool([client])
         self.storage = storage
         self.on_event = on_event
         self.retry_interval = retry_interval
@@ -111,7 +115,7 @@ class GenerationService:
         self._told_no_previews: set[str | None] = set()
         self._result_listeners: list[ResultListener] = []
         self._undelivered: list[tuple[str, GenerationOutcome]] = []
-        client.add_listener(self._on_client_event)
+        self.pool.add_listener(self._on_client_event)
 
     def add_result_listener(self, listener: ResultListener) -> None:
         """Who writes late results into their conversation; gets what ended before it came."""
@@ -297,7 +301,7 @@ class GenerationService:
                 return False
             if row.prompt_id:
                 with contextlib.suppress(ComfyUIError):
-                    await self.client.cancel(row.prompt_id)
+                    await self.pool.client_for(row.server_url).cancel(row.prompt_id)
             await self.repository.update_generation(generation_id, status="cancelled")
             return True
         if job.outcome is not None and job.outcome.status != "queued":
@@ -316,7 +320,7 @@ class GenerationService:
                 await self.repository.update_generation(job.generation_id, status="cancelled")
         if job.prompt_id:
             with contextlib.suppress(ComfyUIError):
-                await self.client.cancel(job.prompt_id)
+                await self.pool.client_for(job.server_url).cancel(job.prompt_id)
         return True
 
     async def cancel_conversation(self, conversation_id: str) -> list[GenerationOutcome]:
@@ -335,7 +339,7 @@ class GenerationService:
                 )
         return stopped
 
-    async def upload_init_image(self, path: str) -> str:
+    async def upload_init_image(self, path: str, client: ComfyUIClient | None = None) -> str:
         """Put a stored starting image on the server; returns the name LoadImage refers to.
 
         The name is the image's content hash, so sending it again (the next attempt, after
@@ -346,7 +350,7 @@ class GenerationService:
         extension = path.rsplit(".", 1)[-1].lower() if "." in path else "png"
         name = f"studio_{hashlib.sha256(data).hexdigest()[:24]}.{extension}"
         content_type = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
-        uploaded = await self.client.upload_image(
+        uploaded = await (client or self.client).upload_image(
             data, name, overwrite=True, content_type=content_type.get(extension, "image/png")
         )
         sub = uploaded.get("subfolder") or ""
@@ -473,7 +477,7 @@ class GenerationService:
             self._wake.clear()
             if not self._parked:
                 continue
-            if not await self.client.reachable():
+            if not await self.pool.reachable():
                 self.connection = "unreachable"
                 continue
             self.connection = "connected"

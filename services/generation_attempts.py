@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,12 +22,14 @@ from creative_studio.services.generation_job import _Job, _Progress, prompt_id_f
 from creative_studio.store.records import UNSET
 from creative_studio.store.workflow_store import UserWorkflowStore, workflow_name
 from creative_studio.tools.comfyui import (
+    ComfyUIClient,
     ComfyUIError,
     ComfyUIRejectedError,
     ComfyUITimeoutError,
     ComfyUIUnreachableError,
     OutputRef,
 )
+from creative_studio.tools.comfyui_pool import Fit
 from creative_studio.tools.storage import object_path
 from creative_studio.workflows.builder import BuiltWorkflow, build, reduce_for_memory
 from creative_studio.workflows.catalog import Catalog
@@ -54,11 +57,16 @@ async def unload_ollama(service: GenerationService, job: _Job) -> None:
 
 
 async def store_outputs(
-    service: GenerationService, job: _Job, refs: list[OutputRef]
+    service: GenerationService,
+    job: _Job,
+    refs: list[OutputRef],
+    client: ComfyUIClient | None = None,
 ) -> list[dict[str, Any]]:
+    """Fetch the outputs from the server that made them (``client``) and store them."""
+    client = client or service.client
     stored: list[dict[str, Any]] = []
     for ref in refs:
-        data, content_type = await service.client.view(ref.filename, ref.subfolder, ref.type)
+        data, content_type = await client.view(ref.filename, ref.subfolder, ref.type)
         path = object_path(job.session_id, job.generation_id, ref.filename)
         saved = await service.storage.put(path, data, content_type.split(";")[0])
         is_video = ref.animated or ref.filename.lower().endswith(_VIDEO_EXTENSIONS[1:])
@@ -106,36 +114,60 @@ def build_for(
     )
 
 
+async def prepare(
+    service: GenerationService, job: _Job, client: ComfyUIClient, attempt: int
+) -> Fit[BuiltWorkflow]:
+    """The attempt's workflow for one server: its models, its copy of the starting image.
+
+    Raises ComfyUIUnreachableError when the server is away, StudioError (with the words
+    for the person) when the job cannot run there. ``exact``: the server has the
+    checkpoint, LoRAs and template the plan names (a pool prefers such a server).
+    """
+    info = await client.object_info(refresh=attempt > 0)
+    service.connection = "connected"
+    comfy_image: str | None = None
+    if job.init_image:
+        try:  # every attempt: a restarted ComfyUI may have lost nothing or everything
+            comfy_image = await service.upload_init_image(job.init_image, client)
+        except ComfyUIUnreachableError:
+            raise
+        except (ComfyUIError, StudioError) as error:
+            raise StudioError(
+                f"The starting image could not be sent to ComfyUI: {error.message}"
+            ) from error
+    templates = await templates_for(service, job.plan)
+    built = build_for(service, job, info, templates, comfy_image)
+    exact = (
+        built.plan.checkpoint == job.plan.checkpoint
+        and [lora.name for lora in built.plan.loras] == [lora.name for lora in job.plan.loras]
+        and not built.unavailable
+    )
+    return Fit(built, exact)
+
+
 async def execute(service: GenerationService, job: _Job) -> GenerationOutcome:
     """One generation, all attempts. Returns its outcome (never raises for ComfyUI trouble)."""
     settings = job.settings
     attempts = settings.max_generation_retries + 1
     announced: set[str] = set()
+    pool = service.pool
+    lost_on: ComfyUIClient | None = None  # the server that just lost this job (several)
     try:
         for attempt in range(attempts + 1):  # +1: a refused model costs no GPU time
             if job.cancel_requested:
                 return await finish(service, job, "cancelled", error=None)
-            try:
-                info = await service.client.object_info(refresh=attempt > 0)
-                service.connection = "connected"
+            try:  # one server: that one; several: the least-loaded that has the models
+                client, built = await pool.select(
+                    functools.partial(prepare, service, job, attempt=attempt),
+                    prefer=job.server_url,
+                    avoid=lost_on,
+                )
             except ComfyUIUnreachableError as error:
                 return await park(service, job, error)
-            comfy_image: str | None = None
-            if job.init_image:
-                try:  # every attempt: a restarted ComfyUI may have lost nothing or everything
-                    comfy_image = await service.upload_init_image(job.init_image)
-                except ComfyUIUnreachableError as error:
-                    return await park(service, job, error)
-                except (ComfyUIError, StudioError) as error:
-                    text = f"The starting image could not be sent to ComfyUI: {error.message}"
-                    service._note(job, text, status="failed")
-                    return await finish(service, job, "failed", error=text)
-            try:
-                templates = await templates_for(service, job.plan)
-                built = build_for(service, job, info, templates, comfy_image)
             except StudioError as error:
                 service._note(job, error.message, status="failed")
                 return await finish(service, job, "failed", error=error.message)
+            job.server_url = client.url
             job.kind = built.kind
             for note in built.notes:
                 if note not in announced:
@@ -151,6 +183,7 @@ async def execute(service: GenerationService, job: _Job) -> GenerationOutcome:
                     job.generation_id,
                     status="queued",
                     prompt_id=prompt_id,
+                    server_url=client.url,
                     workflow_json=built.workflow,
                     progress=0.0,
                     error=None,
@@ -159,15 +192,24 @@ async def execute(service: GenerationService, job: _Job) -> GenerationOutcome:
                 job.tracker.closed = True
             tracker = job.tracker = _Progress(service, job, built.workflow)
             service._emit(job, "generation_progress", tracker.payload(template=built.template))
+            grace = settings.comfyui_reconnect_grace
+            if pool.several:  # another server can take it: a silent one is left sooner
+                grace = min(grace, pool.failover_grace)
             try:
-                result = await service.client.execute(
+                result = await client.execute(
                     built.workflow,
                     prompt_id,
                     tracker.handle,
                     time_limit=settings.generation_timeout,
-                    reconnect_grace=settings.comfyui_reconnect_grace,
+                    reconnect_grace=grace,
                 )
             except ComfyUIUnreachableError as error:
+                if pool.several and await pool.others_live(client):
+                    lost_on = client
+                    service._note(
+                        job, f"{error.message} Pixel is moving the generation to another server."
+                    )
+                    continue
                 return await park(service, job, error)
             except ComfyUIRejectedError as error:
                 if error.missing_values() and attempt < attempts:
@@ -182,13 +224,15 @@ async def execute(service: GenerationService, job: _Job) -> GenerationOutcome:
                 return await finish(service, job, "failed", error=error.message)
             except ComfyUIError as error:
                 return await finish(service, job, "failed", error=error.message)
+            finally:
+                pool.release(client)
             if job.cancel_requested:  # it finished before the interrupt took effect
                 return await finish(service, job, "cancelled", error=None)
             if result.status == "success":
-                outputs = await store_outputs(service, job, result.outputs)
+                outputs = await store_outputs(service, job, result.outputs, client)
                 if settings.free_comfyui_after_generation:
                     with contextlib.suppress(ComfyUIError):
-                        await service.client.free()
+                        await client.free()
                 return await finish(
                     service, job, "complete", error=None, outputs=outputs, template=built.template
                 )

@@ -52,6 +52,7 @@ class _Job:
     ollama_host: str | None = None
     listener: Emit | None = None
     prompt_id: str | None = None
+    server_url: str | None = None  # the ComfyUI server running it (tools/comfyui_pool.py)
     cancel_requested: bool = False
     notes: list[str] = field(default_factory=list)
     task: asyncio.Task[GenerationOutcome] | None = None

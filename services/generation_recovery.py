@@ -35,6 +35,7 @@ def job_from_row(row: GenerationRecord) -> _Job:
         settings=GenerationSettings.model_validate(parameters.get("settings") or {}),
         init_image=parameters.get("init_image"),
         request_key=parameters.get("request_key"),
+        server_url=row.server_url,
         explicit=tuple(explicit) if isinstance(explicit, list) else None,
     )
 

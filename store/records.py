@@ -90,6 +90,7 @@ class GenerationRecord(_Record):
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    server_url: str | None = None  # the ComfyUI server that runs it (several: COMFYUI_URL)
 
 
 class _Unset(enum.Enum):

@@ -412,6 +412,7 @@ class StudioRepository:
         status: GenerationStatus | _Unset = UNSET,
         progress: float | _Unset = UNSET,
         prompt_id: str | _Unset | None = UNSET,
+        server_url: str | _Unset | None = UNSET,
         workflow_json: Mapping[str, Any] | _Unset | None = UNSET,
         outputs: list[Any] | _Unset = UNSET,
         error: str | _Unset | None = UNSET,
@@ -443,6 +444,9 @@ class StudioRepository:
         if not isinstance(prompt_id, _Unset):
             sets.append("prompt_id = %(prompt_id)s")
             params["prompt_id"] = prompt_id
+        if not isinstance(server_url, _Unset):
+            sets.append("server_url = %(server_url)s")
+            params["server_url"] = server_url
         if not isinstance(workflow_json, _Unset):
             sets.append("workflow_json = %(workflow_json)s")
             params["workflow_json"] = (

@@ -173,6 +173,19 @@ def test_img2img_fills_the_image_and_a_real_denoise(server: ServerInfo):
     assert built.workflow["3"]["inputs"]["denoise"] == 0.6  # 1.0 would ignore the image
 
 
+def test_img2img_on_a_switched_checkpoint_works_at_that_models_size(server: ServerInfo):
+    # Seen on a real ComfyUI: an SDXL-sized portrait img2img ran at 832x1216 on the only
+    # (SD 1.5) checkpoint. The image is scaled to the model's area, its shape kept.
+    plan = PLAN.model_copy(update={"template": "img2img", "width": 832, "height": 1216})
+    built = build(plan, server, init_image="example.png")
+    assert built.workflow["4"]["inputs"]["ckpt_name"] == "tiny-sd15.safetensors"
+    assert (built.workflow["12"]["inputs"]["width"], built.workflow["12"]["inputs"]["height"]) == (
+        448,
+        640,
+    )
+    assert any("Size adjusted to 448x640" in note for note in built.notes)
+
+
 def test_nothing_runnable_is_refused_with_every_reason(server: ServerInfo):
     no_checkpoint = ServerInfo(copy.deepcopy(server.raw))
     no_checkpoint.raw["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] = []

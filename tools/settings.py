@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,7 +32,25 @@ class StudioSettings(BaseSettings):
         default="http://127.0.0.1:8188",
         validation_alias=AliasChoices("COMFYUI_URL", "CREATIVE_STUDIO_COMFYUI_URL"),
     )
+    # Every server COMFYUI_URL lists (comma-separated), derived from it; ``comfyui_url`` is
+    # then the first, so whatever talks to one server (health, the terminal) uses that.
+    comfyui_urls: list[str] = Field(default_factory=list, exclude=True)
     model: str = "auto"
     host: str = "127.0.0.1"
     port: int = 8420
     api_token: str | None = None
+
+    @model_validator(mode="after")
+    def _split_comfyui_urls(self) -> StudioSettings:
+        """``COMFYUI_URL=http://a:8188,http://b:8188`` is a pool of two (tools/comfyui_pool.py)."""
+        urls = [u.strip().rstrip("/") for u in self.comfyui_url.split(",")]
+        urls = list(dict.fromkeys(u for u in urls if u))
+        for url in urls if len(urls) > 1 else ():  # one server: exactly as it was given
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"COMFYUI_URL lists {url!r}: each server must be an http(s):// URL."
+                )
+        if len(urls) > 1:
+            self.comfyui_url = urls[0]
+        self.comfyui_urls = urls if len(urls) > 1 else [self.comfyui_url]
+        return self

@@ -29,7 +29,7 @@ from creative_studio.workflows.catalog import (
     split_target,
 )
 from creative_studio.workflows.plan import LoRA, TechnicalPlan
-from creative_studio.workflows.template_choice import choose_template
+from creative_studio.workflows.template_choice import choose_template, template_kind
 from creative_studio.workflows.validation import check
 
 __all__ = [
@@ -379,13 +379,15 @@ def build(
     if fills("checkpoint"):
         located = _model_class(spec, "checkpoint")
         installed = [str(o) for o in server.options(*located)] if located else []
-        # An upscale's size is the target, not the model's working size: keep it. A
-        # workflow whose size is not the plan's (none, or its own) is not resized either.
+        # An upscale's size is the target, not the model's working size: keep it. An
+        # img2img works at the model's size like a text-to-image (an SDXL-sized plan on an
+        # SD 1.5 checkpoint repeats the subject and is ~3x slower). A workflow whose size
+        # is not the plan's (none, or its own) is not resized either.
         plan, note = switch_checkpoint(
             plan,
             installed,
             spec.checkpoint_family,
-            rescale=not spec.needs_init_image and fills("width") and fills("height"),
+            rescale=template_kind(spec.name) != "upscale" and fills("width") and fills("height"),
         )
         if note:
             notes.append(note)
