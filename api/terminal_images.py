@@ -34,7 +34,7 @@ class TerminalImages:
         """Check and store the file at ``path``; it goes with the next message."""
         data, name = await asyncio.to_thread(_read, path)
         info = inspect_image(data)
-        ref = upload_path(self.session_id, f"{info.sha256[:32]}.{info.extension}")
+        ref = upload_path(self.session_id, info.stored_name)
         await self.storage.put(ref, data, info.content_type)
         image = {**image_ref(ref, info), "name": name}
         self.pending.append(image)

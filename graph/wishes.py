@@ -47,7 +47,7 @@ _LEAD_IN = re.compile(
     r"^(?:(?:please|ok|okay|so|and|but|now|then|also|maybe|perhaps|actually|hmm|well|oh|hey)\b[\s,]*)*"
     r"(?:(?:can|could|would|will) (?:you|we) (?:please )?|let'?s |let us |i(?:'d| would) like |"
     r"i want |i'd love |how about |what about |try (?:to )?|make (?:it|this|that|them|him|her) |"
-    r"make |give (?:it|me|us) |show (?:me )?|add |put |go with |use )?",
+    r"make |give (?:it|me|us|him|her|them) |show (?:me )?|add |put |go with |use )?",
     re.IGNORECASE,
 )
 _EXCLUDE = re.compile(
@@ -56,6 +56,23 @@ _EXCLUDE = re.compile(
     re.IGNORECASE,
 )
 _CLAUSES = re.compile(r"[,;.!?]+|\s+(?:but|and then|also)\s+", re.IGNORECASE)
+# Clauses about how to make the image, not what is in it: the starting image, upscaling and
+# numbers Pixel takes from the person's words itself (nodes/images.py, explicit settings).
+# Seen against a real ComfyUI: "use this as the starting image, keep it close, upscale it"
+# pasted into the positive prompt, growing with every iteration.
+_PROCESS = re.compile(
+    r"\b(?:this|that|the|my|attached|uploaded|given|starting|start|init(?:ial)?|reference|"
+    r"source|last|previous)\s+(?:image|photo|picture|pic|result|render)\b"
+    r"|\b(?:as|for)\s+(?:a |the )?(?:start(?:ing)?(?: point| image| frame)?|init(?:ial)? image|"
+    r"reference|base)\b"
+    r"|\bkeep (?:it|this|that|them) (?:close|similar|faithful)\b|\bclose to (?:it|this|that|my|the)\b"
+    r"|\b(?:loosely|freely) (?:inspired|based)\b|\binspired by (?:it|this|that)\b"
+    r"|\bupscal\w*|\bdenoise\b|\b\d+\s*steps?\b|\b\d{2,5}\s*[x×]\s*\d{2,5}\b|\b[248]x\b"
+    r"|\bseed\b|\bcfg\b|\.safetensors\b"
+    r"|^(?:a lot |much |even |way )?(?:bigger|larger|sharper|higher[- ]res(?:olution)?|"
+    r"more resolution)(?: please)?$",
+    re.IGNORECASE,
+)
 
 
 def stem(word: str) -> str:
@@ -138,13 +155,18 @@ def _clean_clause(clause: str) -> str:
     return clause
 
 
+def is_process(clause: str) -> bool:
+    """A clause about how to make the image (start from it, upscale, 30 steps), not content."""
+    return bool(_PROCESS.search(clause))
+
+
 def parse_wish(text: str, source: WishSource, message_id: str | None = None) -> Wish:
     """The person's words as a prompt phrase, its key terms and its exclusions."""
     kept: list[str] = []
     excluded: list[str] = []
     for clause in _CLAUSES.split(text):
         cleaned = _clean_clause(clause)
-        if not cleaned:
+        if not cleaned or is_process(cleaned):
             continue
         negative = _EXCLUDE.match(cleaned)
         if negative:

@@ -80,6 +80,10 @@ class _Progress:
             n for n, node in workflow.items() if node.get("class_type") in sampler_types
         ]
         self.fractions: dict[str, float] = {n: 0.0 for n in self.samplers}
+        # Only a sampler sends previews: an upscale model reports steps but never a frame,
+        # so its steps must not prompt the "start ComfyUI with --preview-method" notice.
+        previewing = set(rules()["progress"]["sampler_nodes"])
+        self.previewing = {n for n in self.samplers if workflow[n].get("class_type") in previewing}
         self.done_nodes: set[str] = set()
         self.value = 0.0
         self.status = "queued"
@@ -147,7 +151,7 @@ class _Progress:
                 self.fractions[node] = max(self.fractions[node], value / max(maximum, 1.0))
             self._overall()
             self._emit()
-            if self.step >= 2 and not self.previews and node in self.fractions:
+            if self.step >= 2 and not self.previews and node in self.previewing:
                 self.service._no_previews(self.job)
             return
         if kind == "preview" and event.image:

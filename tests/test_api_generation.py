@@ -50,6 +50,8 @@ async def test_a_plan_becomes_an_image_with_live_progress(server: ApiServer):
         assert gallery[0]["parameters"]["plan"]["seed"] == 42
         detail = (await client.get(f"/api/conversations/{cid}")).json()
         assert detail["generation"]["status"] == "complete"
+        # The conversation links its outputs where the studio serves them, never storage's.
+        assert detail["generation"]["outputs"][0]["url"] == output["url"]
         missing = await client.get(
             f"/api/generations/{done['generation_id']}/outputs/../../etc/passwd"
         )

@@ -446,3 +446,24 @@ async def test_a_preferred_video_template_serves_video_plans_and_never_a_still()
     graph, config, _ = _studio({}, preferred_template="official:video_wan2_2_5B_ti2v")
     await _say(graph, config, CABIN)
     assert (await graph.aget_state(config)).values["plan"]["template"] == "txt2img"
+
+
+def test_how_to_make_it_never_becomes_what_is_in_it():
+    """Seen against a real ComfyUI: 'keep it close, upscale it' pasted into the prompt."""
+    for process in ["use this as the starting image, keep it close", "upscale it", "4 steps"]:
+        assert parse_wish(process, "direction").terms == ()
+    wishes = person_wishes(
+        [
+            HumanMessage("an orange moon over a dark blue sea", id="1"),
+            HumanMessage("use this as the starting image, keep it close", id="2"),
+            HumanMessage("make it bigger", id="3"),
+            HumanMessage("a close-up of the moon, 30 steps, 768x512", id="4"),
+        ]
+    )
+    plan = TechnicalPlan(positive_prompt="an orange moon over a dark blue sea, soft haze")
+    prompt = repair(plan, wishes)[0].positive_prompt
+    assert "close-up of the moon" in prompt
+    for word in ("starting image", "keep it close", "bigger", "steps", "768x512"):
+        assert word not in prompt, prompt
+    # Content that merely sounds like a size stays content.
+    assert "bigger" in parse_wish("a bigger moon over the sea", "direction").terms

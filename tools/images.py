@@ -51,6 +51,12 @@ class ImageInfo:
     size: int
     sha256: str
 
+    @property
+    def stored_name(self) -> str:
+        """The file name it is stored under: the same image twice is one file (128 bits of
+        its sha256 are plenty to tell a session's images apart)."""
+        return f"{self.sha256[:32]}.{self.extension}"
+
 
 def inspect_image(data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES) -> ImageInfo:
     """What the bytes really are; raises InvalidInputError (or TooLargeImageError) if refused."""

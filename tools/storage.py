@@ -2,7 +2,7 @@
 
 Every file lives at ``{session_id}/{generation_id}/{filename}`` (the path the generations
 table's ``outputs`` records); images a person gives the studio live beside them at
-``{session_id}/uploads/{sha256}.{ext}`` (``upload_path``), so they go with their session. Both backends take the same path, so moving from the local
+``{session_id}/uploads/{sha256 prefix}.{ext}`` (``upload_path``), so they go with their session. Both backends take the same path, so moving from the local
 studio to Supabase changes where the bytes go, never what the rest of the studio stores.
 
 Supabase Storage is spoken to over its REST API with httpx (no SDK: the supabase package

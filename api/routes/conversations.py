@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from creative_studio.api.deps import StudioDep
+from creative_studio.api.deps import Studio, StudioDep
 from creative_studio.api.routes.images import resolve_images
 from creative_studio.api.schemas import (
     MAX_PAGE,
@@ -42,10 +42,19 @@ async def get_conversation(conversation_id: str, studio: StudioDep) -> Conversat
         running=studio.runner.is_running(cid) or await studio.runner.running_elsewhere(cid),
         question=question,
         plan=values.get("plan"),
-        generation=values.get("generation"),
+        generation=_linked(studio, values.get("generation")),
         brief=values.get("brief"),
         last_event_id=await studio.events.last_id(cid),
     )
+
+
+def _linked(studio: Studio, generation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The generation with its outputs at the studio's own URLs, as the event stream has them
+    (never the storage's address: a local file path, or a signed link that expires)."""
+    if not generation or not generation.get("outputs") or not generation.get("generation_id"):
+        return generation
+    outputs = studio.outputs.rewrite(str(generation["generation_id"]), generation["outputs"])
+    return {**generation, "outputs": outputs}
 
 
 @router.post("/{conversation_id}/messages", status_code=status.HTTP_202_ACCEPTED)

@@ -56,7 +56,7 @@ async def upload_image(
     if len(data) > MAX_IMAGE_BYTES:
         raise TooLargeImageError(f"The image is over the {MAX_IMAGE_BYTES / 1e6:.0f} MB limit.")
     info = inspect_image(data)
-    path = upload_path(session.id, f"{info.sha256[:32]}.{info.extension}")
+    path = upload_path(session.id, info.stored_name)
     await studio.storage.put(path, data, info.content_type)
     return ImageOut(
         ref=path,
