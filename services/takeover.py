@@ -22,11 +22,11 @@ log of the cut run (everything after its "running" status):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from creative_studio.core.tasks import cancel_task
 from creative_studio.services.conversation_state import Partial
 from creative_studio.store.eventlog import EventLog
 from creative_studio.store.leases import Leases
@@ -90,11 +90,8 @@ class TakeoverSweep:
             self._task = asyncio.create_task(self._loop(), name="takeover-sweep")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
 
     async def sweep(self) -> list[str]:
         """One look; returns the conversations this worker started to take over."""

@@ -15,7 +15,6 @@ the holder stops the run and its generation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
+from creative_studio.core.tasks import cancel_task
 from creative_studio.store.notify import Notifier, notify
 
 log = logging.getLogger(__name__)
@@ -112,11 +112,8 @@ class Inbox:
         return HandedMessage(cid, message_id, str(row["content"]))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
 
 
 __all__ = ["CANCEL", "CHANNEL", "HandedMessage", "Inbox"]

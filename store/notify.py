@@ -24,6 +24,8 @@ from uuid import uuid4
 import psycopg
 from psycopg import AsyncConnection, sql
 
+from creative_studio.core.tasks import cancel_task
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str], None]
@@ -79,11 +81,8 @@ class Notifier:
             log.warning("not listening for other workers' notifications yet; still trying")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         self._listening.clear()
 
     async def _run(self) -> None:
