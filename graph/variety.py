@@ -58,15 +58,20 @@ def _team_turns(messages: list[AnyMessage]) -> list[AnyMessage]:
     return turns[-RECENT_TURNS:]
 
 
-def drop_echoes(text: str, messages: Iterable[AnyMessage]) -> tuple[str, list[str]]:
-    """The reply without sentences that repeat an earlier team turn; and what was dropped.
+def drop_echoes(
+    text: str, messages: Iterable[AnyMessage], prompt: Iterable[str] = ()
+) -> tuple[str, list[str]]:
+    """The reply without sentences that repeat an earlier team turn or the turn's own
+    ``prompt`` texts (its instruction, the persona's focus: a 0.5B model once answered "In
+    the frame, you would offer one or two vivid, concrete ideas."); and what was dropped.
 
     Words the person used never count towards an echo (answers take up their words on
     purpose), so "Yes, a lone figure walking to the cabin." is never one.
     """
     messages = list(messages)
     free = _person_stems(messages)
-    earlier = [{stem(w) for w in content_words(m.text)} - free for m in _team_turns(messages)]
+    sources = [m.text for m in _team_turns(messages)] + list(prompt)
+    earlier = [{stem(w) for w in content_words(t)} - free for t in sources]
     kept: list[str] = []
     dropped: list[str] = []
     for sentence in _SENTENCE.findall(text):

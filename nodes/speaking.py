@@ -19,7 +19,13 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from creative_studio.core.text import clean_reply
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.leaks import allowed_stems, strip_leaks
-from creative_studio.graph.prompting import DISCUSSION_KINDS, build_messages, moderator, personas
+from creative_studio.graph.prompting import (
+    DISCUSSION_KINDS,
+    build_messages,
+    moderator,
+    personas,
+    team_prompts,
+)
 from creative_studio.graph.state import StudioState, Turn, current_of
 from creative_studio.graph.variety import drop_echoes
 from creative_studio.graph.wishes import person_wishes, stem, stems
@@ -227,11 +233,12 @@ def settle_reply(text: str, state: StudioState, turn: Turn) -> tuple[str, dict[s
     text, leaked = strip_leaks(text, allowed_stems(messages))
     if leaked:
         notes["leaks_removed"] = sorted(leaked)
+    persona = personas()[turn.speaker]
     if turn.kind in DISCUSSION_KINDS:  # a vote may repeat another: that is agreement
-        text, echoes = drop_echoes(text, messages)
+        said_to_it = (persona.focus, persona.voice, str(team_prompts()["kinds"][turn.kind]))
+        text, echoes = drop_echoes(text, messages, prompt=said_to_it)
         if echoes:
             notes["echoes_removed"] = echoes
-    persona = personas()[turn.speaker]
     wishes = person_wishes(messages)
     if turn.kind == "answer_user":
         latest = wishes.latest()

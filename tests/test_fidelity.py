@@ -467,3 +467,18 @@ def test_how_to_make_it_never_becomes_what_is_in_it():
         assert word not in prompt, prompt
     # Content that merely sounds like a size stays content.
     assert "bigger" in parse_wish("a bigger moon over the sea", "direction").terms
+
+
+def test_a_reply_that_parrots_its_own_instruction_is_dropped():
+    from creative_studio.graph.prompting import personas, team_prompts
+    from creative_studio.graph.variety import drop_echoes
+
+    frame = personas()["composition"]
+    said_to_it = (frame.focus, frame.voice, str(team_prompts()["kinds"]["explore"]))
+    reply = (
+        "In the frame, you would offer one or two vivid, concrete ideas. "
+        "A low angle from the snow, the cabin small on the right third."
+    )
+    text, dropped = drop_echoes(reply, [HumanMessage(CABIN, id="1")], prompt=said_to_it)
+    assert dropped == ["In the frame, you would offer one or two vivid, concrete ideas."]
+    assert text == "A low angle from the snow, the cabin small on the right third."
