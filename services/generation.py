@@ -81,6 +81,10 @@ NO_PREVIEWS = (
 )
 
 
+BACK = "ComfyUI is back: starting the queued generation."
+PICKED_UP = "Picking up the generation the studio was running before it restarted."
+
+
 class GenerationService:
     """Runs generations end to end; one per process, shared by all conversations."""
 
@@ -482,5 +486,8 @@ class GenerationService:
                 continue
             self.connection = "connected"
             for job in list(self._parked.values()):
-                self._note(job, "ComfyUI is back: starting the queued generation.")
+                # Only a job that really waited for ComfyUI hears that it is back; one a
+                # previous studio process left behind is simply picked up again.
+                self._note(job, BACK if job.waited else PICKED_UP)
+                job.waited = False
                 self._launch(job)

@@ -276,6 +276,7 @@ async def park(
 ) -> GenerationOutcome:
     """ComfyUI is away: keep the generation queued; the retry loop starts it later."""
     service.connection = "unreachable"
+    job.waited = True
     service._parked[job.generation_id] = job
     text = (
         f"{error.message} The generation is queued and will start by itself when ComfyUI is back."

@@ -54,6 +54,7 @@ class _Job:
     prompt_id: str | None = None
     server_url: str | None = None  # the ComfyUI server running it (tools/comfyui_pool.py)
     cancel_requested: bool = False
+    waited: bool = False  # parked because ComfyUI was unreachable (not picked up at startup)
     notes: list[str] = field(default_factory=list)
     task: asyncio.Task[GenerationOutcome] | None = None
     outcome: GenerationOutcome | None = None
