@@ -21,6 +21,8 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +106,13 @@ async def latency(iterations: int) -> dict[str, Any]:
     return _summary(samples)
 
 
-async def sse_latency(iterations: int) -> dict[str, Any]:
-    """The same, measured at an SSE client of the real API server (event log included)."""
-    from tests.api_server import ApiServer, sse_events
+@asynccontextmanager
+async def _api_conversation(*, previews: bool) -> AsyncIterator[tuple[Any, Any, Any, str]]:
+    """A real API server on a fresh embedded Postgres with a ComfyUI double, and one new
+    conversation: (double, api server, client, conversation id)."""
+    from tests.api_server import ApiServer
 
-    double = ComfyUIDouble(step_delay=0.02, previews=False).start()
-    samples: list[float] = []
+    double = ComfyUIDouble(step_delay=0.02, previews=previews).start()
     with tempfile.TemporaryDirectory() as data_dir:
         database = await Database.open(None, Path(data_dir))
         url = database.url
@@ -124,85 +127,74 @@ async def sse_latency(iterations: int) -> dict[str, Any]:
                 conversation = await client.post(
                     f"/api/sessions/{session['id']}/conversations", json={}
                 )
-                cid = conversation.json()["id"]
-                last = None
-                for index in range(iterations):
-                    double.sent_progress.clear()
-                    received: list[tuple[float, int]] = []
-                    text = REQUEST if index == 0 else "make the neon brighter"
-                    await client.post(f"/api/conversations/{cid}/messages", json={"content": text})
-                    async for event in sse_events(
-                        client, f"/api/conversations/{cid}/events", last_event_id=last
-                    ):
-                        last = event.id
-                        if event.event == "generation_progress" and event.data.get("step"):
-                            received.append((time.perf_counter(), int(event.data["step"])))
-                        if event.event == "generation_done":
-                            break
-                    samples += _delays(double, received)
+                yield double, api, client, conversation.json()["id"]
         finally:
             await api.stop()
             await stop_embedded_postgres(Path(data_dir))
             double.stop()
+
+
+async def sse_latency(iterations: int) -> dict[str, Any]:
+    """The same, measured at an SSE client of the real API server (event log included)."""
+    from tests.api_server import sse_events
+
+    samples: list[float] = []
+    async with _api_conversation(previews=False) as (double, _api, client, cid):
+        last = None
+        for index in range(iterations):
+            double.sent_progress.clear()
+            received: list[tuple[float, int]] = []
+            text = REQUEST if index == 0 else "make the neon brighter"
+            await client.post(f"/api/conversations/{cid}/messages", json={"content": text})
+            async for event in sse_events(
+                client, f"/api/conversations/{cid}/events", last_event_id=last
+            ):
+                last = event.id
+                if event.event == "generation_progress" and event.data.get("step"):
+                    received.append((time.perf_counter(), int(event.data["step"])))
+                if event.event == "generation_done":
+                    break
+            samples += _delays(double, received)
     return _summary(samples)
 
 
 async def event_log_per_generation(iterations: int) -> dict[str, Any]:
     """Rows and bytes each generation adds to the event log, previews on, over the API."""
-    from tests.api_server import ApiServer, sse_events
+    from tests.api_server import sse_events
 
-    double = ComfyUIDouble(step_delay=0.02, previews=True).start()
     rows: list[int] = []
     sizes: list[int] = []
     frames = 0
-    with tempfile.TemporaryDirectory() as data_dir:
-        database = await Database.open(None, Path(data_dir))
-        url = database.url
-        await database.close()
-        provider, _ = make_provider()
-        api = await ApiServer(
-            url, Path(data_dir), provider=provider, comfyui_url=double.url
-        ).start()
-        try:
-            async with api.client() as client:
-                session = (await client.post("/api/sessions", json={"name": "bench"})).json()
-                conversation = await client.post(
-                    f"/api/sessions/{session['id']}/conversations", json={}
+    async with _api_conversation(previews=True) as (_, api, client, cid):
+        last = None
+        for index in range(iterations):
+            text = REQUEST if index == 0 else "make the neon brighter"
+            await client.post(f"/api/conversations/{cid}/messages", json={"content": text})
+            generation_id = None
+            async for event in sse_events(
+                client,
+                f"/api/conversations/{cid}/events",
+                last_event_id=last,
+                previews=True,
+            ):
+                if event.preview_id:
+                    frames += 1
+                    continue
+                last = event.id
+                if event.event == "generation_done":
+                    generation_id = event.data["generation_id"]
+                    break
+            async with api.studio.database.pool.connection() as conn:
+                cur = await conn.execute(
+                    "select count(*) as n, coalesce(sum(octet_length(data::text)), 0)"
+                    " as b from conversation_events where conversation_id = %s"
+                    " and data->>'generation_id' = %s",
+                    (cid, generation_id),
                 )
-                cid = conversation.json()["id"]
-                last = None
-                for index in range(iterations):
-                    text = REQUEST if index == 0 else "make the neon brighter"
-                    await client.post(f"/api/conversations/{cid}/messages", json={"content": text})
-                    generation_id = None
-                    async for event in sse_events(
-                        client,
-                        f"/api/conversations/{cid}/events",
-                        last_event_id=last,
-                        previews=True,
-                    ):
-                        if event.preview_id:
-                            frames += 1
-                            continue
-                        last = event.id
-                        if event.event == "generation_done":
-                            generation_id = event.data["generation_id"]
-                            break
-                    async with api.studio.database.pool.connection() as conn:
-                        cur = await conn.execute(
-                            "select count(*) as n, coalesce(sum(octet_length(data::text)), 0)"
-                            " as b from conversation_events where conversation_id = %s"
-                            " and data->>'generation_id' = %s",
-                            (cid, generation_id),
-                        )
-                        row = await cur.fetchone()
-                    assert row is not None
-                    rows.append(int(row["n"]))
-                    sizes.append(int(row["b"]))
-        finally:
-            await api.stop()
-            await stop_embedded_postgres(Path(data_dir))
-            double.stop()
+                row = await cur.fetchone()
+            assert row is not None
+            rows.append(int(row["n"]))
+            sizes.append(int(row["b"]))
     return {
         "generations": iterations,
         "steps": sum(1 for item in _recorded_progress()),
