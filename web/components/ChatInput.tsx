@@ -153,7 +153,17 @@ export const ChatInput = forwardRef<ChatInputHandle, ChatInputProps>(function Ch
               title="Attach a starting image (or drop one here)"
               data-testid="attach-image"
             >
-              {uploading ? "…" : "🖼"}
+              {uploading ? (
+                "…"
+              ) : (
+                // An inline icon, not an emoji: machines without an emoji font show a box.
+                <svg width="18" height="18" viewBox="0 0 24 24" aria-hidden="true" fill="none"
+                  stroke="currentColor" strokeWidth="2" strokeLinecap="round" strokeLinejoin="round">
+                  <rect x="3" y="4" width="18" height="16" rx="2" />
+                  <circle cx="9" cy="10" r="2" />
+                  <path d="M21 17l-5-5-9 8" />
+                </svg>
+              )}
             </button>
           </>
         )}
