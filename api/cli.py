@@ -329,6 +329,7 @@ def serve(settings: StudioSettings) -> int:
     import uvicorn
 
     from creative_studio.api.app import create_app
+    from creative_studio.api.gc_tuning import tune_for_serving
 
     if not is_loopback(settings.host) and not settings.api_token:
         raise InvalidInputError(
@@ -337,8 +338,10 @@ def serve(settings: StudioSettings) -> int:
         )
     Console().print(f"Creative Studio on http://{settings.host}:{settings.port}  (API docs: /docs)")
     signal.signal(signal.SIGINT, raise_terminated)  # SIGTERM: already, see main
+    app = create_app(settings)
+    tune_for_serving()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="warning",

@@ -190,14 +190,21 @@ class Studio:
         await self.database.close()
 
     async def resume_unfinished(self) -> None:
-        """Conversations a previous process left mid-run continue by themselves."""
+        """Conversations a previous process left mid-run continue by themselves.
+
+        The same path as the takeover sweep (``take_over``): the lease decides, so a
+        conversation another live worker runs is left to it, and one a dead process left
+        (kill -9, a restart) continues from its last checkpoint without saying again what
+        that process had put in the event log. One with nothing left to run gets its final
+        status (waiting, complete or idle).
+        """
         for conversation in await self.repository.conversations_with_status("running"):
+            cid = str(conversation.id)
             try:
-                await self.runner.resume(str(conversation.id))
-                log.info("resumed conversation %s", conversation.id)
-            except StudioError as error:
-                log.info("could not resume %s: %s", conversation.id, error.message)
-                await self.repository.set_conversation_status(conversation.id, "idle")
+                if await self.runner.take_over(cid):
+                    log.info("conversation %s was left running: taking it over", cid)
+            except Exception as error:  # e.g. an unreadable checkpoint: left as it is
+                log.warning("could not continue conversation %s: %s", cid, error)
 
     async def delete_session_files(self, session_id: str) -> None:
         """Stored outputs go with their session (``{session_id}/...`` in the bucket)."""

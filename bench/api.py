@@ -40,7 +40,7 @@ from creative_studio.services.takeover import SWEEP_S
 from creative_studio.store.leases import configured_ttl
 
 TOKENS_PER_SECOND = 50
-TOKENS_PER_TURN = 40
+TOKENS_PER_TURN = 96
 CLIENT_PROCESSES = 4
 MARK_TEXT = re.compile(r"\u23f1(\d+)")  # the same mark in decoded text
 
@@ -98,6 +98,7 @@ def serve(port: int, data_dir: Path) -> None:
     import uvicorn
 
     from creative_studio.api.app import create_app
+    from creative_studio.api.gc_tuning import tune_for_serving
     from creative_studio.tools.models import StaticProvider
     from creative_studio.tools.settings import StudioSettings
 
@@ -105,6 +106,7 @@ def serve(port: int, data_dir: Path) -> None:
         data_dir=data_dir, ollama_host="http://127.0.0.1:9", comfyui_url="http://127.0.0.1:9"
     )
     app = create_app(settings, provider=StaticProvider({}, default=ClockModel()), web_dir=None)
+    tune_for_serving()  # as `creative-studio serve` does
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

@@ -39,5 +39,16 @@ class StudioEvent(BaseModel):
 
 EventSink = Callable[[StudioEvent], Awaitable[None]]
 
+TokenSink = Callable[[str, str, str], Awaitable[None]]
+"""Where a specialist's tokens go as they are written: ``(role, message_id, text)``.
 
-__all__ = ["EventKind", "EventSink", "StudioEvent"]
+The conversation runner puts one in the run's ``configurable`` under ``TOKEN_SINK_KEY``;
+a node that finds it streams its turn there directly instead of through LangGraph's
+"messages" stream, which costs several times more per token (docs/benchmarks.md). Without
+one (LangGraph Studio, ``langgraph dev``, an embedding app) tokens stream the LangGraph way.
+"""
+
+TOKEN_SINK_KEY = "token_sink"
+
+
+__all__ = ["TOKEN_SINK_KEY", "EventKind", "EventSink", "StudioEvent", "TokenSink"]

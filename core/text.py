@@ -54,10 +54,13 @@ def similarity(a: str, b: str) -> float:
     return len(wa & wb) / len(wa | wb)
 
 
+_SENTENCE = re.compile(r"(.+?[.!?])(?:\s|$)")
+
+
 def first_sentence(text: str, limit: int = 180) -> str:
     """The key point of a turn, for the running brief."""
     text = " ".join(text.split())
-    match = re.search(r"(.+?[.!?])(\s|$)", text)
+    match = _SENTENCE.match(text)  # anchored: a search would retry from every position
     sentence = match.group(1) if match else text
     return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
 

@@ -172,7 +172,9 @@ class Configuration(BaseModel):
         default_factory=_env_comfyui_url,
         max_length=500,
         description="ComfyUI server the graph generates with when no studio server runs it "
-        "(LangGraph Studio, an embedding app); empty: record the plan without generating.",
+        "(LangGraph Studio, an embedding app); several, comma- or space-separated as in "
+        "COMFYUI_URL: each generation goes to the least-loaded one that has the plan's models, "
+        "and to another when its server dies. Empty: record the plan without generating.",
     )
     max_generation_retries: int = Field(
         default=2, ge=0, le=5, description="Automatic retries of a failed generation."

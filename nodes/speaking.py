@@ -16,6 +16,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from creative_studio.core.events import TOKEN_SINK_KEY, TokenSink
 from creative_studio.core.text import clean_reply
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.leaks import allowed_stems, strip_leaks
@@ -29,6 +30,7 @@ from creative_studio.graph.prompting import (
 from creative_studio.graph.state import StudioState, Turn, current_of
 from creative_studio.graph.variety import drop_echoes
 from creative_studio.graph.wishes import person_wishes, stem, stems
+from creative_studio.nodes.token_stream import stream_reply
 from creative_studio.tools.models import (
     CONNECTION_ERRORS,
     AssignmentProvider,
@@ -153,17 +155,22 @@ async def call_model(
     *,
     stream: bool = True,
     time_limit: float | None = None,
+    sink: TokenSink | None = None,
+    role: str = "",
 ) -> BaseMessage:
     """Invoke the model with a time limit, retrying a refused connection twice.
 
     Streamed turns reach the person token by token. Structured turns (JSON plans and
     verdicts) are tagged ``nostream`` so raw JSON never shows up in the chat: the person
-    sees the rendered plan when it is complete.
+    sees the rendered plan when it is complete. With the runner's ``sink``, a streamed
+    turn goes there token by token (nodes/token_stream.py) instead.
     """
     runnable = model if stream else model.with_config(tags=["nostream"])
     for attempt in range(len(RETRY_DELAYS) + 1):
         try:
             async with asyncio.timeout(time_limit):
+                if stream and sink is not None:
+                    return await stream_reply(model, messages, sink, role)
                 return await runnable.ainvoke(messages)
         except CONNECTION_ERRORS:
             if attempt == len(RETRY_DELAYS):
@@ -188,7 +195,13 @@ async def speak(role: str, state: StudioState, config: RunnableConfig) -> dict[s
     try:
         model = await model_for(role, config)
         prompt = build_messages(state, turn, settings, hears_team=judges(role, config, settings))
-        reply = await call_model(model, prompt, time_limit=settings.timeout_for(role))
+        reply = await call_model(
+            model,
+            prompt,
+            time_limit=settings.timeout_for(role),
+            sink=(config.get("configurable") or {}).get(TOKEN_SINK_KEY),
+            role=role,
+        )
     except Exception as error:  # any model failure is reported, not raised
         return unavailable(turn, phase, error, config)
     names = [p.name for p in personas().values()]

@@ -4,6 +4,7 @@ and what it accepts from the person (services/runner.py does the running)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,4 +60,36 @@ def validate_message(text: str) -> str:
     return text.strip()
 
 
-__all__ = ["MAX_MESSAGE_CHARS", "Interjected", "Live", "Partial", "Resume", "validate_message"]
+def stored_person_message(stored: Mapping[str, Any]) -> HumanMessage:
+    """The person's message as the worker that received it queued it for the graph, rebuilt
+    from its stored form (a messages row, or the "message" event that announced it).
+
+    The inverse of ``message_payload`` (graph/events.py) for the person's messages: their
+    images and any other metadata travel in ``additional_kwargs`` exactly as ``send`` put
+    them, so a message handed to another worker (store/inbox.py) or re-queued by a takeover
+    reaches the team the same as one the running worker received itself.
+    """
+    extra = dict(stored.get("metadata") or {})
+    if stored.get("phase"):
+        extra["phase"] = stored["phase"]
+    if stored.get("kind") not in (None, "user"):  # "user" is what message_payload defaults
+        extra["kind"] = stored["kind"]
+    if stored.get("interrupted"):
+        extra["interrupted"] = True
+    return HumanMessage(
+        content=str(stored["content"]),
+        name="user",
+        id=str(stored["message_id"]),
+        additional_kwargs=extra,
+    )
+
+
+__all__ = [
+    "MAX_MESSAGE_CHARS",
+    "Interjected",
+    "Live",
+    "Partial",
+    "Resume",
+    "stored_person_message",
+    "validate_message",
+]

@@ -7,7 +7,8 @@ and were replayed to every reconnecting client, so they bypass the log entirely:
 * the generation service hands each frame to this hub instead of its event sinks;
 * the hub keeps only the latest frame per conversation (for a client that connects
   mid-run) and drops it when the generation ends;
-* the SSE route merges the hub's frames into the stored events with ``with_previews``.
+* the SSE route merges the hub's frames into the stored events with ``with_previews``,
+  in batches (what is ready at once is written as one chunk).
 
 An SSE event needs an id that only grows (the web client skips anything not newer than
 what it has). A frame gets ``<last stored id>.<n>`` ("123.000002"): newer than event 123,
@@ -19,13 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Protocol
 
 __all__ = ["PreviewHub", "StoredEvent", "ephemeral_id", "with_previews"]
 
 PREVIEW_KIND = "generation_progress"
 _MAX_PER_EVENT = 999_999  # frames between two stored events (ids keep six decimals)
+_AHEAD = 64  # stored batches that may wait for a slow client before the log waits too
+_FRAME, _PING, _END = object(), object(), object()  # mailbox signals besides stored batches
 
 
 class StoredEvent(Protocol):
@@ -37,19 +40,26 @@ class StoredEvent(Protocol):
 
 
 class _Watcher:
-    """One live client: holds only the newest frame it has not sent yet."""
+    """One live client: holds only the newest frame it has not sent yet.
 
-    def __init__(self) -> None:
+    A new frame wakes the client through its mailbox (the one queue its stream waits on),
+    once until the frame is taken.
+    """
+
+    def __init__(self, mailbox: asyncio.Queue[Any]) -> None:
         self.frame: dict[str, Any] | None = None
-        self.ready = asyncio.Event()
+        self.mailbox = mailbox
+        self.flagged = False
 
     def offer(self, frame: dict[str, Any]) -> None:
         self.frame = frame  # an older unsent frame is simply replaced
-        self.ready.set()
+        if not self.flagged:
+            self.flagged = True
+            self.mailbox.put_nowait(_FRAME)
 
     def take(self) -> dict[str, Any] | None:
         frame, self.frame = self.frame, None
-        self.ready.clear()
+        self.flagged = False
         return frame
 
 
@@ -81,8 +91,8 @@ class PreviewHub:
         return len(self._latest)
 
     @contextlib.contextmanager
-    def watch(self, conversation_id: str) -> Iterator[_Watcher]:
-        watcher = _Watcher()
+    def watch(self, conversation_id: str, mailbox: asyncio.Queue[Any]) -> Iterator[_Watcher]:
+        watcher = _Watcher(mailbox)
         self._watchers.setdefault(conversation_id, set()).add(watcher)
         try:
             yield watcher
@@ -99,62 +109,93 @@ def ephemeral_id(after: int, n: int) -> str:
     return f"{after}.{n:06d}"
 
 
-async def _pump(events: AsyncIterator[StoredEvent], queue: asyncio.Queue[Any]) -> None:
+async def _pump(
+    batches: AsyncIterator[Sequence[StoredEvent]],
+    mailbox: asyncio.Queue[Any],
+    room: asyncio.Semaphore,
+) -> None:
+    """Stored batches into the mailbox, at most ``_AHEAD`` waiting (a slow client)."""
     try:
-        async for event in events:
-            await queue.put(event)
+        async for batch in batches:
+            await room.acquire()
+            mailbox.put_nowait(batch)
     finally:
-        await queue.put(None)
+        mailbox.put_nowait(_END)
+
+
+Line = tuple[str, str, dict[str, Any]]
 
 
 async def with_previews(
-    events: AsyncIterator[StoredEvent],
+    batches: AsyncIterator[Sequence[StoredEvent]],
     hub: PreviewHub,
     conversation_id: str,
     *,
     since: int,
     caught_up: int,
-) -> AsyncIterator[tuple[str, str, dict[str, Any]]]:
-    """(sse id, kind, data) of the stored ``events`` with the hub's live frames between.
+    ping: float | None = None,
+) -> AsyncIterator[list[Line]]:
+    """Batches of (sse id, kind, data): the stored ``batches`` with the hub's live frames.
 
     ``caught_up`` is the newest stored id when the client connected: the latest frame (a
     late joiner's view of the running generation) is sent once the replay reached it.
+    Everything waits on one mailbox (stored batches, "a frame is ready", "ping"), so an
+    event costs no task of its own; what is ready at once goes out as one batch. With
+    ``ping``, an empty batch comes every ``ping`` seconds (the SSE keep-alive comment).
     """
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
-    with hub.watch(conversation_id) as watcher:
-        pump = asyncio.create_task(_pump(events, queue), name=f"sse-{conversation_id}")
+    mailbox: asyncio.Queue[Any] = asyncio.Queue()
+    room = asyncio.Semaphore(_AHEAD)
+    loop = asyncio.get_running_loop()
+    timer: asyncio.TimerHandle | None = None
+
+    def tick() -> None:
+        nonlocal timer
+        mailbox.put_nowait(_PING)
+        assert ping is not None
+        timer = loop.call_later(ping, tick)
+
+    with hub.watch(conversation_id, mailbox) as watcher:
+        pump = asyncio.create_task(_pump(batches, mailbox, room), name=f"sse-{conversation_id}")
+        if ping:
+            timer = loop.call_later(ping, tick)
         last, sent = since, 0
         joined = since >= caught_up
         if joined and (frame := hub.latest(conversation_id)) is not None:
             watcher.offer(frame)
         try:
             while True:
-                getter = asyncio.ensure_future(queue.get())
-                waits: set[asyncio.Future[Any]] = {getter}
-                if joined:  # during the replay frames wait: the replay is not live yet
-                    waits.add(asyncio.ensure_future(watcher.ready.wait()))
-                try:
-                    done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                finally:  # also when the client leaves mid-wait
-                    for waiting in waits:
-                        if not waiting.done():
-                            waiting.cancel()
-                if getter in done:
-                    event = getter.result()
-                    if event is None:
-                        return
-                    last, sent = event.id, 0
-                    yield str(event.id), event.kind, event.data
-                    if not joined and last >= caught_up:
-                        joined = True
-                        if (frame := hub.latest(conversation_id)) is not None:
-                            watcher.offer(frame)
-                if joined and watcher.ready.is_set():
+                items = [await mailbox.get()]
+                while not mailbox.empty():
+                    items.append(mailbox.get_nowait())
+                out: list[Line] = []
+                ended = pinged = False
+                for item in items:
+                    if item is _END:
+                        ended = True
+                        break
+                    if item is _PING:
+                        pinged = True
+                    elif item is not _FRAME:
+                        room.release()
+                        for event in item:
+                            last, sent = event.id, 0
+                            out.append((str(event.id), event.kind, event.data))
+                        if not joined and last >= caught_up:
+                            joined = True
+                            if (frame := hub.latest(conversation_id)) is not None:
+                                watcher.offer(frame)
+                if joined and watcher.frame is not None:
                     frame = watcher.take()
                     if frame is not None and sent < _MAX_PER_EVENT:
                         sent += 1
-                        yield ephemeral_id(last, sent), PREVIEW_KIND, frame
+                        out.append((ephemeral_id(last, sent), PREVIEW_KIND, frame))
+                if out or pinged:
+                    yield out
+                if ended:
+                    return
         finally:
+            if timer is not None:
+                timer.cancel()
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 from typing import Any, cast
 from uuid import uuid4
@@ -51,7 +53,7 @@ from creative_studio.core.errors import (
     InvalidInputError,
     InvalidStateError,
 )
-from creative_studio.core.events import EventKind, EventSink, StudioEvent
+from creative_studio.core.events import TOKEN_SINK_KEY, EventKind, EventSink, StudioEvent
 from creative_studio.core.roles import SPECIALISTS
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.events import display_name
@@ -62,6 +64,7 @@ from creative_studio.services.conversation_state import (
     Live,
     Partial,
     Resume,
+    stored_person_message,
     validate_message,
 )
 from creative_studio.services.outage import OutageWaiter
@@ -80,7 +83,9 @@ __all__ = ["MAX_MESSAGE_CHARS", "STREAM_MODES", "ConversationRunner", "validate_
 
 log = logging.getLogger(__name__)
 
-STREAM_MODES: list[StreamMode] = ["messages", "updates", "tasks", "custom"]
+STREAM_MODES: list[StreamMode] = ["updates", "tasks", "custom"]
+"""No "messages": the specialists stream their tokens to the run's token sink
+(core/events.py TokenSink), not through LangGraph's stream (several times the CPU)."""
 
 
 class LeaseLost(Exception):
@@ -373,10 +378,14 @@ class ConversationRunner:
                 live.worker = asyncio.create_task(self._work(cid), name=f"conversation-{cid}")
 
     async def take_over(self, conversation_id: str) -> bool:
-        """Continue a conversation whose worker died (its lease expired while "running").
+        """Continue a conversation whose worker died (its lease expired while "running"), or
+        that a previous process left "running" (at start, api/deps.py).
 
-        False when it already runs here. The run continues from its last checkpoint; when
-        there is nothing left to run, the conversation's final status is written.
+        False when it already runs here. The lease decides whether it is ours: free, expired
+        or held by a dead process on this host, it is taken; held by a live worker, it is
+        left to that worker (``_hand_off``). The run continues from its last checkpoint
+        without repeating what the previous worker announced (``_pick_up``); when there is
+        nothing left to run, the conversation's final status is written.
         """
         cid = str(conversation_id)
         live = self._live.setdefault(cid, Live())
@@ -392,6 +401,7 @@ class ConversationRunner:
     async def _pick_up(self, cid: str, live: Live) -> None:
         """Under the lease just taken over: keep the dead worker's half-said text, and
         remember what it announced so the replayed step does not announce it again."""
+        log.info("conversation %s: lease taken, continuing from its last checkpoint", cid)
         if self.events is None:
             return
         leftovers = await read_leftovers(self.events, cid)
@@ -403,9 +413,9 @@ class ConversationRunner:
         snapshot = await self.graph.aget_state(self._config(cid, {}))
         known = {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
         known |= {str(m.id) for m in live.pending if isinstance(m, HumanMessage)}
-        for message_id, text in leftovers.person:  # handed to it, never checkpointed
-            if message_id not in known:
-                live.pending.append(HumanMessage(content=text, name="user", id=message_id))
+        for stored in leftovers.person:  # handed to it, never checkpointed
+            if str(stored["message_id"]) not in known:
+                live.pending.append(stored_person_message(stored))
         # The node that was cut runs again from the checkpoint: its text is not carried in.
         live.carry = [m for m in live.carry if str(m.id) not in cut]
 
@@ -457,18 +467,23 @@ class ConversationRunner:
         if holder == self.database.leases.owner:  # our own lease, taken by another task
             raise ConversationBusyError(f"Conversation {cid} is already running here.")
         ids = [str(m.id) for m in live.pending if isinstance(m, HumanMessage)]
-        await self._inbox.hand_off(holder, cid, ids)
+        if ids:
+            await self._inbox.hand_off(holder, cid, ids)
+            log.info("conversation %s runs in %s: handed it %d message(s)", cid, holder, len(ids))
+        if cid in self._taking_over:  # a live worker holds and renews it: not ours to take
+            log.info("conversation %s runs in live worker %s: left to it", cid, holder)
         live.pending.clear()
-        log.info("conversation %s runs in %s: handed it %d message(s)", cid, holder, len(ids))
         return True
 
     async def _take_handed(self, handed: HandedMessage) -> None:
-        """A message another worker received for a conversation this worker runs."""
+        """A message another worker received for a conversation this worker runs: queued as
+        the same HumanMessage that worker would have queued (rebuilt from the stored row,
+        images and all)."""
         cid = handed.conversation_id
         live = self._live.setdefault(cid, Live())
         if any(isinstance(m, HumanMessage) and m.id == handed.message_id for m in live.pending):
             return
-        live.pending.append(HumanMessage(content=handed.content, name="user", id=handed.message_id))
+        live.pending.append(stored_person_message(dataclasses.asdict(handed)))
         self._kick(cid)
 
     async def _apply_late(self, cid: str, live: Live, configurable: dict[str, Any]) -> None:
@@ -558,9 +573,11 @@ class ConversationRunner:
     async def _stream(
         self, cid: str, live: Live, run_input: Any, configurable: dict[str, Any]
     ) -> None:
+        config = self._config(cid, configurable)
+        config["configurable"][TOKEN_SINK_KEY] = functools.partial(self._on_token, cid, live)
         stream = self.graph.astream(
             run_input,
-            self._config(cid, configurable),
+            config,
             stream_mode=STREAM_MODES,
             durability="sync",
         )
@@ -568,8 +585,6 @@ class ConversationRunner:
             mode, chunk = cast(tuple[str, Any], part)
             if mode == "tasks":
                 await self._on_task(cid, live, chunk)
-            elif mode == "messages":
-                await self._on_token(cid, live, chunk)
             elif mode == "updates":
                 await self._on_update(cid, live, chunk)
             elif mode == "custom" and isinstance(chunk, dict) and chunk.get("kind"):
@@ -593,13 +608,8 @@ class ConversationRunner:
                     cid, "typing", {"role": name, "speaker": display_name(name), "active": False}
                 )
 
-    async def _on_token(self, cid: str, live: Live, chunk: Any) -> None:
-        message, metadata = chunk
-        role = metadata.get("langgraph_node")
-        text = message.text if hasattr(message, "text") else ""
-        if role not in SPECIALISTS or not text or message.type != "AIMessageChunk":
-            return
-        message_id = str(message.id)
+    async def _on_token(self, cid: str, live: Live, role: str, message_id: str, text: str) -> None:
+        """A specialist's token (the run's token sink): kept as partial text, sent on."""
         partial = live.partial.get(message_id)
         if partial is None:
             turn = live.turn or {}

@@ -16,7 +16,13 @@ log of the cut run (everything after its "running" status):
   ``interrupted`` - the same message id the clients saw the tokens of - exactly as an
   interjection keeps it; the re-run node then speaks as a new message;
 * the person's messages of that run (sent to it, or handed to it by another worker) that
-  the dead worker had not yet put into a checkpoint are queued again, in order.
+  the dead worker had not yet put into a checkpoint are queued again, in order, with their
+  images and other metadata (the announced payload is the stored message).
+
+A worker that starts continues the conversations a previous process left "running" the
+same way (api/deps.py ``resume_unfinished`` calls ``take_over``): the lease decides, so a
+conversation whose lease is free, expired or held by a dead process on this host is taken,
+and one a live worker holds and renews is left to it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from creative_studio.core.tasks import cancel_task
 from creative_studio.services.conversation_state import Partial
@@ -43,7 +50,8 @@ class Leftovers:
     announced: set[str] = field(default_factory=set)  # ids of its "message" events
     partial: dict[str, Partial] = field(default_factory=dict)  # streamed, never finished
     phase: str | None = None
-    person: list[tuple[str, str]] = field(default_factory=list)  # (message id, text)
+    # The person's messages, as announced (the stored payload: text, images, ...).
+    person: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def read_leftovers(events: EventLog, conversation_id: str) -> Leftovers:
@@ -55,7 +63,7 @@ async def read_leftovers(events: EventLog, conversation_id: str) -> Leftovers:
             found.announced.add(str(data["message_id"]))
             found.partial.pop(str(data["message_id"]), None)
             if data.get("role") == "user" and data.get("content"):
-                found.person.append((str(data["message_id"]), str(data["content"])))
+                found.person.append(dict(data))
         elif event.kind == "phase" and data.get("phase"):
             found.phase = str(data["phase"])
         elif event.kind == "token" and data.get("message_id") and data.get("role"):

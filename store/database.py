@@ -185,6 +185,7 @@ class Database:
         no other live studio process uses it).
         """
         await self.monitor.stop()
+        await self.leases.stop()
         await self.pool.close()
 
     async def __aenter__(self) -> Self:

@@ -47,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -61,6 +61,7 @@ from pydantic import BaseModel
 from creative_studio.core.errors import InvalidInputError
 from creative_studio.core.events import StudioEvent
 from creative_studio.store.availability import is_connection_error
+from creative_studio.store.event_frames import coalesce
 from creative_studio.store.notify import Notifier, notify
 
 log = logging.getLogger(__name__)
@@ -100,46 +101,6 @@ class _Subscriber:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(SUBSCRIBER_BACKLOG)
         self.dropped = False
-
-
-_TOKEN_KEYS = {"message_id", "role", "speaker", "text"}
-
-
-def coalesce(events: list[StudioEvent]) -> tuple[list[StudioEvent], list[int]]:
-    """Merge each run of consecutive tokens of one message (per conversation) into one frame.
-
-    Returns the frames, in order, and for every input event the index of its frame. Only
-    tokens of the same message with nothing of their conversation in between are joined,
-    so every conversation's sequence of frames says exactly what its events said.
-    """
-    frames: list[StudioEvent] = []
-    carriers: list[int] = []
-    open_token: dict[str, int] = {}  # conversation -> its last frame, while that is a token
-    for event in events:
-        cid = event.conversation_id
-        index = open_token.get(cid)
-        if index is not None and event.kind == "token" and _joins(frames[index], event):
-            last = frames[index]
-            text = str(last.data["text"]) + str(event.data["text"])
-            frames[index] = last.model_copy(update={"data": {**last.data, "text": text}})
-            carriers.append(index)
-            continue
-        frames.append(event)
-        carriers.append(len(frames) - 1)
-        if event.kind == "token" and set(event.data) == _TOKEN_KEYS:
-            open_token[cid] = len(frames) - 1
-        else:
-            open_token.pop(cid, None)
-    return frames, carriers
-
-
-def _joins(frame: StudioEvent, token: StudioEvent) -> bool:
-    data, more = frame.data, token.data
-    return (
-        set(more) == _TOKEN_KEYS
-        and isinstance(more["text"], str)
-        and all(data[key] == more[key] for key in ("message_id", "role", "speaker"))
-    )
 
 
 def _lock_key(conversation_id: str) -> int:
@@ -364,41 +325,66 @@ class EventLog:
 
     async def follow(self, conversation_id: str, after: int = 0) -> AsyncIterator[LoggedEvent]:
         """Stored events after ``after``, then live ones, each exactly once, in id order."""
+        async with contextlib.aclosing(self.follow_batches(conversation_id, after)) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def follow_batches(
+        self, conversation_id: str, after: int = 0
+    ) -> AsyncGenerator[list[LoggedEvent], None]:
+        """``follow`` in batches: whatever is ready at once comes as one list.
+
+        A client that fell behind by several frames gets them in one write; when it keeps
+        up, a batch is one frame. The SSE route writes a batch as one chunk.
+        """
         conversation_id = str(UUID(conversation_id))
         subscriber = _Subscriber()
         self._subscribers.setdefault(conversation_id, set()).add(subscriber)
         last = after
 
-        async def from_table() -> AsyncIterator[LoggedEvent]:
+        async def from_table() -> AsyncIterator[list[LoggedEvent]]:
             nonlocal last
             while True:  # in pages
                 page = await self.read(conversation_id, last, limit=1000)
-                for event in page:
-                    last = event.id
-                    yield event
+                if page:
+                    last = page[-1].id
+                    yield page
                 if len(page) < 1000:
                     return
 
         try:
-            async for event in from_table():  # catch up, then switch to live
-                yield event
+            async for page in from_table():  # catch up, then switch to live
+                yield page
+            queue = subscriber.queue
             while True:
-                item = await subscriber.queue.get()
-                if item is None:
-                    return
-                if isinstance(item, _Stored):
-                    if item.event.id <= last:
-                        continue  # already sent from the table
-                    if item.previous == last:  # the next one: no need to read it back
-                        last = item.event.id
-                        yield item.event
-                    else:  # another worker wrote in between: the table has it all, in order
-                        async for event in from_table():
-                            yield event
-                elif item == 0 or item > last:
-                    async for event in from_table():
-                        yield event
-                if subscriber.dropped and subscriber.queue.empty():
+                items = [await queue.get()]
+                while not queue.empty():
+                    items.append(queue.get_nowait())
+                batch: list[LoggedEvent] = []
+                for item in items:
+                    if item is None:
+                        if batch:
+                            yield batch
+                        return
+                    if isinstance(item, _Stored):
+                        if item.event.id <= last:
+                            continue  # already sent from the table
+                        if item.previous == last:  # the next one: no need to read it back
+                            last = item.event.id
+                            batch.append(item.event)
+                            continue
+                        # else another worker wrote in between: the table has it all, in order
+                    elif item != 0 and item <= last:
+                        continue  # a hint about rows already sent
+                    if batch:
+                        yield batch
+                        batch = []
+                    async for page in from_table():
+                        yield page
+                if batch:
+                    yield batch
+                if subscriber.dropped and queue.empty():
                     return  # too slow: the client reconnects with Last-Event-ID
         finally:
             subscribers = self._subscribers.get(conversation_id)

@@ -3,9 +3,10 @@
 A message can arrive at any worker, but only the lease holder (store/leases.py) runs the
 conversation. The worker that received it stores it (the messages table is the truth), then
 NOTIFYs ``studio_inbox`` with ``holder|conversation|message id``; the holder reads the
-stored message and queues it into its running turn as an interjection. Hand-offs from one
-worker arrive in the order they were sent, and the holder takes them one at a time, so
-they reach the turn in arrival order.
+stored message - its text and its metadata (the images it carries, ...) - and queues it
+into its running turn as an interjection, as the same message the receiving worker would
+have queued. Hand-offs from one worker arrive in the order they were sent, and the holder
+takes them one at a time, so they reach the turn in arrival order.
 
 A cancel pressed on a worker that does not run the conversation travels the same way, as
 ``holder|conversation|!cancel`` (message ids are uuids, so the marker cannot collide), and
@@ -17,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
@@ -35,9 +37,15 @@ CANCEL = "!cancel"
 
 @dataclass(frozen=True)
 class HandedMessage:
+    """A person's message another worker stored for this worker's run: its messages row."""
+
     conversation_id: str
     message_id: str
     content: str
+    phase: str | None = None
+    kind: str | None = None
+    interrupted: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 Receiver = Callable[[HandedMessage], Awaitable[None]]
@@ -101,15 +109,23 @@ class Inbox:
     async def _load(self, cid: str, message_id: str) -> HandedMessage | None:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "select content from messages where conversation_id = %s and message_id = %s"
-                " and role = 'user'",
+                "select content, phase, kind, interrupted, metadata from messages"
+                " where conversation_id = %s and message_id = %s and role = 'user'",
                 (cid, message_id),
             )
             row = await cur.fetchone()
         if row is None:
             log.warning("handed message %s of %s is not stored", message_id, cid)
             return None
-        return HandedMessage(cid, message_id, str(row["content"]))
+        return HandedMessage(
+            cid,
+            message_id,
+            str(row["content"]),
+            phase=row["phase"],
+            kind=row["kind"],
+            interrupted=bool(row["interrupted"]),
+            metadata=dict(row["metadata"] or {}),
+        )
 
     async def close(self) -> None:
         await cancel_task(self._task)

@@ -7,7 +7,9 @@ take a hundred connections, more than a small Supabase instance allows. A lease 
 row (``conversation_leases``) with an owner and an expiry, renewed while the run lasts:
 
 * taken with one upsert that only succeeds when the row is free or expired;
-* renewed every ``ttl / 3`` seconds by a background task (the heartbeat); released on exit;
+* renewed every ``ttl / 3`` seconds by one heartbeat task per process, all of its leases in
+  one statement (a hundred running conversations cost one update, not a hundred); released
+  on exit;
 * a studio that was killed (kill -9, a lost machine) leaves its row behind: it expires after
   ``ttl`` seconds (6 by default, ``CREATIVE_STUDIO_LEASE_TTL_S``), and every other worker's
   takeover sweep (services/takeover.py) looks for such rows of conversations left
@@ -91,6 +93,7 @@ class WriterLock:
     owner: str
     _pool: Pool = field(repr=False)
     lost: bool = False
+    renewed: float = 0.0  # loop time of the last heartbeat that got through
     # Set with ``lost``: the run waits on it to stop before another worker's takeover.
     lost_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
@@ -122,6 +125,8 @@ class Leases:
         # host/pid/instance: two Database objects in one process are two owners.
         self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid4().hex[:8]}"
         self._held: set[str] = set()
+        self._locks: dict[str, WriterLock] = {}  # what the heartbeat renews
+        self._heartbeat: asyncio.Task[None] | None = None
 
     async def _take(self, key: str, *, steal_from: str | None = None) -> bool:
         async with self.pool.connection() as conn:
@@ -175,29 +180,49 @@ class Leases:
             rows = await cur.fetchall()
         return [(str(row["conversation_id"]), str(row["owner"])) for row in rows]
 
-    async def _renew(self, lock: WriterLock) -> None:
-        renewed = asyncio.get_running_loop().time()
-        while True:
+    async def _beat(self) -> None:
+        """Renew every lease this process holds, together, until it holds none."""
+        loop = asyncio.get_running_loop()
+        while self._locks:
             await asyncio.sleep(self.ttl / 3)
-            if asyncio.get_running_loop().time() - renewed > self.ttl:
-                # No heartbeat got through for a whole ttl: the row may be taken by now.
-                lock.lose()
-                log.error("could not renew the lease of %s in time", lock.conversation_id)
+            locks = dict(self._locks)
+            if not locks:
                 return
             try:
                 async with self.pool.connection() as conn:
                     cur = await conn.execute(
                         "update conversation_leases set expires_at = now() + make_interval(secs => %s)"
-                        " where conversation_id = %s and owner = %s returning owner",
-                        (self.ttl, lock.conversation_id, self.owner),
+                        " where owner = %s and conversation_id = any(%s) returning conversation_id",
+                        (self.ttl, self.owner, list(locks)),
                     )
-                    if await cur.fetchone() is None:
-                        lock.lose()
-                        log.error("lost the lease of conversation %s", lock.conversation_id)
-                        return
-                renewed = asyncio.get_running_loop().time()
-            except psycopg.Error as error:  # keep trying: the lease lasts ttl seconds
-                log.warning("could not renew the lease of %s: %s", lock.conversation_id, error)
+                    kept = {str(row["conversation_id"]) for row in await cur.fetchall()}
+            except psycopg.Error as error:  # keep trying: a lease lasts ttl seconds
+                log.warning("could not renew %d lease(s): %s", len(locks), error)
+                kept = None
+            now = loop.time()
+            for key, lock in locks.items():
+                if self._locks.get(key) is not lock:
+                    continue  # released meanwhile
+                if kept is not None and key in kept:
+                    lock.renewed = now
+                    continue
+                if kept is not None:  # the row is gone or another owner's
+                    log.error("lost the lease of conversation %s", key)
+                elif now - lock.renewed > self.ttl:
+                    # No heartbeat got through for a whole ttl: the row may be taken by now.
+                    log.error("could not renew the lease of %s in time", key)
+                else:
+                    continue
+                lock.lose()
+                del self._locks[key]
+
+    async def stop(self) -> None:
+        """Stop the heartbeat (closing the database: the leases expire or were released)."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
 
     async def _release(self, key: str) -> None:
         try:
@@ -232,15 +257,16 @@ class Leases:
         except BaseException:
             self._held.discard(key)
             raise
-        lock = WriterLock(key, self.owner, self.pool)
-        renewer = asyncio.create_task(self._renew(lock), name=f"lease-{key}")
+        lock = WriterLock(key, self.owner, self.pool, renewed=asyncio.get_running_loop().time())
+        self._locks[key] = lock
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._beat(), name="lease-heartbeat")
         try:
             yield lock
         finally:
             self._held.discard(key)
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            if self._locks.get(key) is lock:
+                del self._locks[key]
             await asyncio.shield(self._release(key))
 
 

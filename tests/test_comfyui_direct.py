@@ -2,12 +2,15 @@
 
 Under LangGraph Studio, RemoteGraph or an embedding app nothing injects the studio's
 generation service: the node talks to the ComfyUI at the configuration's comfyui_url
-itself (here the wire-format double over a real socket).
+itself (here the wire-format double over a real socket). comfyui_url may list several
+servers, as COMFYUI_URL does for the studio: the generation goes to one that has the plan's
+models, and moves to another when its server dies mid-run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -21,6 +24,7 @@ from tests.comfyui_double import ComfyUIDouble, closed_url
 from tests.fakes import make_provider
 
 REQUEST = "a lighthouse on a cliff in a storm"
+PLANNED_CHECKPOINT = "sd_xl_base_1.0.safetensors"  # what Pixel names for this request
 
 
 @pytest.fixture
@@ -31,10 +35,25 @@ def comfy() -> Iterator[ComfyUIDouble]:
     double.stop()
 
 
-async def _run(url: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+@pytest.fixture
+def doubles() -> Iterator[Callable[..., ComfyUIDouble]]:
+    started: list[ComfyUIDouble] = []
+
+    def start(**options: Any) -> ComfyUIDouble:
+        double = ComfyUIDouble(**options).start()
+        started.append(double)
+        return double
+
+    yield start
+    for double in started:
+        double.hold = False
+        double.stop()
+
+
+async def _run(url: str, **configurable: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     provider, _ = make_provider()
     graph = build_graph(InMemorySaver(), provider=provider)
-    config = {"configurable": {"thread_id": str(uuid4()), "comfyui_url": url}}
+    config = {"configurable": {"thread_id": str(uuid4()), "comfyui_url": url, **configurable}}
     custom: list[dict[str, Any]] = []
     payload = {"messages": [HumanMessage(REQUEST, id=str(uuid4()))]}
     async for mode, chunk in graph.astream(
@@ -71,3 +90,49 @@ async def test_an_unreachable_comfyui_is_said_plainly():
     state, _ = await _run(url)
     assert state["generation"]["status"] == "failed"
     assert url in state["generation"]["error"] and "Start ComfyUI" in state["generation"]["error"]
+
+
+async def test_of_several_servers_the_one_with_the_plans_model_generates(doubles):
+    # A is listed first and idle, but lacks the checkpoint Pixel plans with; B has it.
+    a = doubles()
+    b = doubles()
+    b.install_model("checkpoints", PLANNED_CHECKPOINT)
+    state, _ = await _run(f"{a.url}, {b.url}/")  # the studio's list form: commas, spaces
+    generation = state["generation"]
+    assert generation["status"] == "complete", generation
+    assert state["plan"]["checkpoint"] == PLANNED_CHECKPOINT  # not adapted to A's models
+    assert a.posted == [] and len(b.posted) == 1
+    ckpt = next(n for n in b.posted[0]["prompt"].values() if "ckpt_name" in n["inputs"])
+    assert ckpt["inputs"]["ckpt_name"] == PLANNED_CHECKPOINT
+    (output,) = generation["outputs"]
+    assert output["url"].startswith(f"{b.url}/view?")
+    async with httpx.AsyncClient() as client:
+        image = await client.get(output["url"])
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    assert not any("not installed" in m.text for m in state["messages"])
+
+
+async def test_a_server_that_dies_mid_run_has_the_generation_finished_on_the_other(doubles):
+    a, b = doubles(hold=True), doubles()
+    run = asyncio.create_task(_run(f"{a.url} {b.url}", comfyui_reconnect_grace=1.0))
+    deadline = asyncio.get_running_loop().time() + 120
+    while a.running is None:  # A (listed first, both idle) runs it, held mid-way
+        assert not run.done() and asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    a.stop()  # mid-run: the socket drops, /queue and /history stop answering
+    state, custom = await asyncio.wait_for(run, 120)
+    generation = state["generation"]
+    assert generation["status"] == "complete", generation
+    assert len(a.posted) == 1 and len(b.posted) == 1
+    assert a.posted[0]["prompt_id"] != b.posted[0]["prompt_id"]  # a new submission on B
+    (output,) = generation["outputs"]
+    assert output["url"].startswith(f"{b.url}/view?")
+    assert any("moving the generation to another server" in m.text for m in state["messages"])
+    assert [c["data"]["status"] for c in custom if c["kind"] == "generation_done"] == ["complete"]
+
+
+async def test_a_mistyped_server_list_fails_the_generation_with_the_reason(comfy: ComfyUIDouble):
+    state, _ = await _run(f"{comfy.url},127.0.0.1:9")
+    assert state["generation"]["status"] == "failed"
+    assert "127.0.0.1:9" in state["generation"]["error"] and "http" in state["generation"]["error"]
+    assert comfy.posted == []

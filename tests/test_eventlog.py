@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 from creative_studio.core.events import StudioEvent
 from creative_studio.store.database import Database
-from creative_studio.store.eventlog import EventLog, LoggedEvent, coalesce
+from creative_studio.store.event_frames import coalesce
+from creative_studio.store.eventlog import EventLog, LoggedEvent
 from creative_studio.store.repository import StudioRepository
 
 

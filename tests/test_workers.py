@@ -3,7 +3,8 @@
 Events of a conversation that worker A runs reach an SSE client on worker B live, in order,
 exactly once (LISTEN/NOTIFY, store/notify.py + store/eventlog.py), and Last-Event-ID resumes
 on either worker; a message posted to B reaches the turn A is running, as an interjection,
-in arrival order (store/inbox.py).
+in arrival order, with its images (store/inbox.py); a worker that starts while another runs
+a conversation leaves it to that worker.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ import httpx
 import pytest
 
 from tests.api_server import Sse, sse_events
-from tests.studio_process import Studio, checkpoint_messages, eventually, start_serve
+from tests.studio_process import (
+    Studio,
+    checkpoint_messages,
+    eventually,
+    start_serve,
+    stored_messages,
+)
+from tests.test_images import image_bytes, upload
 
 REQUEST = "a lighthouse on a cliff at dusk, stormy sea"
 DONE = {"complete", "waiting", "idle"}
@@ -180,6 +188,84 @@ async def test_a_message_posted_to_b_reaches_the_turn_a_is_running(tmp_path: Pat
             # B handed the messages to A (the lease holder) instead of running them itself.
             assert f"conversation {cid} runs in" in b.log_tail(10**7)
             assert "handed it" in b.log_tail(10**7)
+    finally:
+        if b is not None:
+            await b.kill()
+        await a.close()
+
+
+async def test_an_image_posted_to_b_reaches_the_run_of_a_and_b_starting_leaves_the_run_to_a(
+    tmp_path: Path,
+):
+    """B starts while A runs the conversation: B's start (which continues conversations a
+    dead process left "running") leaves it to A, whose lease is live. A message with an
+    uploaded image posted to B reaches A's run as the very message B stored - its images
+    included - and Pixel starts from the image (img2img)."""
+    a = await start_serve(tmp_path, delay=0.08, extra=("-v",))
+    b: Studio | None = None
+    try:
+        async with a.client() as on_a:
+            cid = await empty_conversation(on_a)
+            sent = await on_a.post(f"/api/conversations/{cid}/messages", json={"content": REQUEST})
+            assert sent.status_code == 202, sent.text
+            async for event in sse_events(on_a, f"/api/conversations/{cid}/events"):
+                if event.event == "token":  # A's team is talking
+                    break
+            b = await start_serve(tmp_path, delay=0.08, extra=("-v",))
+            async with b.client() as on_b:
+                assert (await on_b.get(f"/api/conversations/{cid}")).json()["running"] is True
+                sid = (await on_b.get(f"/api/conversations/{cid}")).json()["session_id"]
+                image = (await upload(on_b, sid, image_bytes(96, 64))).json()
+                posted = await on_b.post(
+                    f"/api/conversations/{cid}/messages",
+                    json={"content": "keep it close to my photo", "images": [image["ref"]]},
+                )
+                assert posted.status_code == 202, posted.text
+                message_id = posted.json()["message"]["message_id"]
+
+                async def taken_in() -> bool:
+                    said = await checkpoint_messages(on_a, cid)
+                    return any(m["message_id"] == message_id for m in said)
+
+                await eventually(taken_in, 120, "A's run takes the message in")
+                stored = next(
+                    m for m in await stored_messages(on_b, cid) if m["message_id"] == message_id
+                )
+                remembered = next(
+                    m for m in await checkpoint_messages(on_a, cid) if m["message_id"] == message_id
+                )
+                fields = (
+                    "message_id",
+                    "role",
+                    "content",
+                    "phase",
+                    "kind",
+                    "interrupted",
+                    "metadata",
+                )
+                assert {k: remembered[k] for k in fields} == {k: stored[k] for k in fields}
+                assert remembered["metadata"]["images"][0]["ref"] == image["ref"]
+
+                async def planned() -> bool:
+                    detail = (await on_a.get(f"/api/conversations/{cid}")).json()
+                    return detail["plan"] is not None and not detail["running"]
+
+                await eventually(planned, 240, "A's team plans the picture and stops")
+                detail = (await on_a.get(f"/api/conversations/{cid}")).json()
+                assert detail["plan"]["template"] == "img2img"  # Pixel starts from the photo
+                log = await full_log(on_b, cid)
+            assert "error" not in [e["kind"] for e in log], [e for e in log if e["kind"] == "error"]
+            announced = [e["data"]["message_id"] for e in log if e["kind"] == "message"]
+            assert len(announced) == len(set(announced)), "a message was announced twice"
+            starts = [e for e in log if e["kind"] == "status" and e["data"]["state"] == "running"]
+            b_log = b.log_tail(10**7)
+            # B handed the message over; at its start it left A's live conversation alone.
+            assert "handed it 1 message(s)" in b_log
+            assert f"conversation {cid} runs in live worker" in b_log
+            assert "lease taken" not in b_log
+            assert "lease lost" not in a.log_tail(10**7)
+            assert "lost the lease" not in a.log_tail(10**7)
+            assert len(starts) >= 2  # A's run, and A's run after the interjection
     finally:
         if b is not None:
             await b.kill()

@@ -7,10 +7,24 @@ which Ollama and ComfyUI servers, which address the server binds.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def server_urls(text: str) -> list[str]:
+    """The ComfyUI servers a ``COMFYUI_URL`` lists: comma- or space-separated, each once, in
+    order, without a trailing slash; empty: none. The studio server and the graph alone
+    (nodes/comfyui_direct.py) read it alike. When it lists several, each must be an
+    http(s):// URL (ValueError says which is not): a bare host there is a typo."""
+    urls = [u.rstrip("/") for u in re.split(r"[\s,]+", text.strip())]
+    urls = list(dict.fromkeys(u for u in urls if u))
+    for url in urls if len(urls) > 1 else ():
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"COMFYUI_URL lists {url!r}: each server must be an http(s):// URL.")
+    return urls
 
 
 def _default_data_dir() -> Path:
@@ -32,7 +46,7 @@ class StudioSettings(BaseSettings):
         default="http://127.0.0.1:8188",
         validation_alias=AliasChoices("COMFYUI_URL", "CREATIVE_STUDIO_COMFYUI_URL"),
     )
-    # Every server COMFYUI_URL lists (comma-separated), derived from it; ``comfyui_url`` is
+    # Every server COMFYUI_URL lists (``server_urls``), derived from it; ``comfyui_url`` is
     # then the first, so whatever talks to one server (health, the terminal) uses that.
     comfyui_urls: list[str] = Field(default_factory=list, exclude=True)
     model: str = "auto"
@@ -43,14 +57,9 @@ class StudioSettings(BaseSettings):
     @model_validator(mode="after")
     def _split_comfyui_urls(self) -> StudioSettings:
         """``COMFYUI_URL=http://a:8188,http://b:8188`` is a pool of two (tools/comfyui_pool.py)."""
-        urls = [u.strip().rstrip("/") for u in self.comfyui_url.split(",")]
-        urls = list(dict.fromkeys(u for u in urls if u))
-        for url in urls if len(urls) > 1 else ():  # one server: exactly as it was given
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(
-                    f"COMFYUI_URL lists {url!r}: each server must be an http(s):// URL."
-                )
+        urls = server_urls(self.comfyui_url)
         if len(urls) > 1:
             self.comfyui_url = urls[0]
+        # One server: exactly as it was given.
         self.comfyui_urls = urls if len(urls) > 1 else [self.comfyui_url]
         return self

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, status
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from fastapi import APIRouter, Header, Query, status
 
 from creative_studio.api.deps import Studio, StudioDep
 from creative_studio.api.routes.images import resolve_images
@@ -21,8 +19,9 @@ from creative_studio.api.schemas import (
     MessageOut,
     RunState,
 )
+from creative_studio.api.sse import EventStream
 from creative_studio.core.errors import InvalidInputError
-from creative_studio.services.generation_previews import with_previews
+from creative_studio.services.generation_previews import Line, with_previews
 
 router = APIRouter(prefix="/conversations", tags=["chat"])
 
@@ -104,18 +103,17 @@ def _last_event_id(header: str | None, query: int | None) -> int:
 
 @router.get(
     "/{conversation_id}/events",
-    response_class=EventSourceResponse,
+    response_class=EventStream,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."}},
 )
 async def stream_events(
     conversation_id: str,
-    request: Request,
     studio: StudioDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     after: Annotated[
         int | None, Query(ge=0, le=2**62, description="Same as Last-Event-ID.")
     ] = None,
-) -> EventSourceResponse:
+) -> EventStream:
     """The conversation as server-sent events: token, message, phase, typing, interrupt,
     generation_progress, generation_done, error, status. Each has an increasing ``id``;
     reconnect with ``Last-Event-ID`` to receive exactly what was missed. Live preview
@@ -129,18 +127,16 @@ async def stream_events(
 
     caught_up = await studio.events.last_id(cid)
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        stored = studio.events.follow(cid, since)
+    async def batches() -> AsyncIterator[list[Line]]:
+        stored = studio.events.follow_batches(cid, since)
         live = with_previews(
-            stored, studio.generations.previews, cid, since=since, caught_up=caught_up
+            stored, studio.generations.previews, cid, since=since, caught_up=caught_up, ping=15
         )
-        async for event_id, kind, data in live:
-            if await request.is_disconnected():
-                return
+        async for batch in live:
             studio.touch(cid)
-            yield ServerSentEvent(data=json.dumps(data, default=str), event=kind, id=event_id)
+            yield batch
 
-    return EventSourceResponse(events(), ping=15, send_timeout=30)
+    return EventStream(batches())
 
 
 @router.get("/{conversation_id}/events/log")

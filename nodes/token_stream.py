@@ -1,0 +1,52 @@
+"""A specialist's turn streamed straight to the conversation runner's token sink.
+
+LangGraph's "messages" stream reaches a model's tokens through callbacks: every token
+becomes a callback event, a LangGraph stream item and a runner dispatch (about 120 µs of
+CPU each, measured in bench/api.py's notes). When the runner offers a sink
+(core/events.py ``TokenSink``), the node reads the model's stream itself and hands each
+token over with one call; the final message keeps the id the tokens carried, so the
+runner matches the stored message to what was streamed (and keeps the partial text of a
+turn the person interrupted).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import Runnable
+
+from creative_studio.core.events import TokenSink
+
+__all__ = ["stream_reply"]
+
+
+async def stream_reply(
+    model: BaseChatModel | Runnable[Any, BaseMessage],
+    messages: list[BaseMessage],
+    sink: TokenSink,
+    role: str,
+) -> AIMessage:
+    """The model's reply, each token sent to ``sink`` as it arrives.
+
+    No callbacks are attached to this model call: nothing else listens to its tokens
+    (the runner asks LangGraph for no "messages" stream), so none is paid for.
+    """
+    message_id = f"lc_run--{uuid4()}"
+    texts: list[str] = []
+    response: dict[str, Any] = {}
+    usage: Any = None
+    async for chunk in model.astream(messages, config={"callbacks": []}):
+        text = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
+        if text:
+            texts.append(text)
+            await sink(role, message_id, text)
+        if isinstance(chunk, BaseMessage):
+            if chunk.response_metadata:
+                response.update(chunk.response_metadata)
+            usage = getattr(chunk, "usage_metadata", None) or usage
+    return AIMessage(
+        content="".join(texts), id=message_id, response_metadata=response, usage_metadata=usage
+    )
