@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
@@ -54,7 +55,6 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
@@ -62,7 +62,7 @@ from creative_studio.core.errors import InvalidInputError
 from creative_studio.core.events import StudioEvent
 from creative_studio.store.availability import is_connection_error
 from creative_studio.store.event_frames import coalesce
-from creative_studio.store.notify import Notifier, notify
+from creative_studio.store.notify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,13 @@ class _Subscriber:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(SUBSCRIBER_BACKLOG)
         self.dropped = False
+
+
+def _rows_document(events: list[StudioEvent]) -> str:
+    """The batch as one JSON array of [conversation, kind, data, created_at] rows."""
+    return json.dumps(
+        [[e.conversation_id, e.kind, e.data, e.at.isoformat()] for e in events], default=str
+    )
 
 
 def _lock_key(conversation_id: str) -> int:
@@ -191,50 +198,60 @@ class EventLog:
                 self._pending.task_done()
 
     async def _insert(self, events: list[StudioEvent]) -> list[_Stored]:
-        """One transaction: lock the conversations, read their last ids, insert, NOTIFY."""
+        """One transaction: lock the conversations, read their last ids, insert, NOTIFY.
+
+        Sent as one pipeline (psycopg pipeline mode): begin, lock, read, insert, notify and
+        commit reach the server together and their results come back together, so a batch
+        costs one round trip - and one wait on a busy event loop - instead of six.
+        """
         cids = sorted({str(UUID(e.conversation_id)) for e in events})
         keys = sorted({_lock_key(cid) for cid in cids})
-        async with self.pool.connection() as conn, conn.transaction():
-            # Lock first, then read (a new snapshot: it sees the previous holder's rows),
-            # then draw the ids: per conversation, ids follow commit order.
-            await conn.execute(
-                "select pg_advisory_xact_lock(%s, k) from unnest(%s::int[]) k", (_LOCK_CLASS, keys)
-            )
-            cur = await conn.execute(
-                "select c::text as cid, (select max(id) from conversation_events e"
-                " where e.conversation_id = c) as last from unnest(%s::uuid[]) c",
-                (cids,),
-            )
-            last = {row["cid"]: int(row["last"] or 0) for row in await cur.fetchall()}
-            # One statement for the whole batch; identity values are drawn in the order
-            # unnest yields the rows, so the sorted ids follow the events' order.
-            cur = await conn.execute(
-                "insert into conversation_events (conversation_id, kind, data, created_at)"
-                " select * from unnest(%s::uuid[], %s::text[], %s::jsonb[], %s::timestamptz[])"
-                " returning id",
-                (
-                    [e.conversation_id for e in events],
-                    [e.kind for e in events],
-                    [Jsonb(e.data) for e in events],
-                    [e.at for e in events],
-                ),
-            )
-            ids = sorted(int(row["id"]) for row in await cur.fetchall())
-            stored = []
-            for event, event_id in zip(events, ids, strict=True):
-                cid = str(UUID(event.conversation_id))
-                logged = LoggedEvent(
-                    id=event_id,
-                    conversation_id=cid,
-                    kind=event.kind,
-                    data=event.data,
-                    created_at=event.at,
+        async with self.pool.connection() as conn:
+            async with conn.pipeline(), conn.transaction():
+                # Lock first, then read (a new snapshot: it sees the previous holder's rows),
+                # then draw the ids: per conversation, ids follow commit order.
+                await conn.execute(
+                    "select pg_advisory_xact_lock(%s, k) from unnest(%s::int[]) k",
+                    (_LOCK_CLASS, keys),
                 )
-                stored.append(_Stored(logged, last[cid]))
-                last[cid] = event_id
-            if self.notifier is not None:
-                instance = self.notifier.instance
-                await notify(conn, CHANNEL, [f"{instance}|{c}|{i}" for c, i in last.items()])
+                last_cur = await conn.execute(
+                    "select c::text as cid, (select max(id) from conversation_events e"
+                    " where e.conversation_id = c) as last from unnest(%s::uuid[]) c",
+                    (cids,),
+                )
+                # One statement for the whole batch, the rows as one JSON document (psycopg
+                # would quote every element of four arrays in Python; json.dumps is C).
+                # Rows go in in the document's order, so the sorted ids follow the events'.
+                ids_cur = await conn.execute(
+                    "insert into conversation_events (conversation_id, kind, data, created_at)"
+                    " select (e->>0)::uuid, e->>1, e->2, (e->>3)::timestamptz"
+                    " from jsonb_array_elements(%s::jsonb) with ordinality as rows(e, n)"
+                    " order by n returning id",
+                    (_rows_document(events),),
+                )
+                if self.notifier is not None:
+                    # Each conversation's newest id, read back in this transaction (we hold
+                    # its lock, so it is ours); delivered when the transaction commits.
+                    await conn.execute(
+                        "select pg_notify(%s, %s || '|' || c::text || '|' || (select max(id)"
+                        " from conversation_events e where e.conversation_id = c)::text)"
+                        " from unnest(%s::uuid[]) c",
+                        (CHANNEL, self.notifier.instance, cids),
+                    )
+            last = {row["cid"]: int(row["last"] or 0) for row in await last_cur.fetchall()}
+            ids = sorted(int(row["id"]) for row in await ids_cur.fetchall())
+        stored = []
+        for event, event_id in zip(events, ids, strict=True):
+            cid = str(UUID(event.conversation_id))
+            logged = LoggedEvent.model_construct(  # our own values: nothing to validate
+                id=event_id,
+                conversation_id=cid,
+                kind=event.kind,
+                data=event.data,
+                created_at=event.at,
+            )
+            stored.append(_Stored(logged, last[cid]))
+            last[cid] = event_id
         return stored
 
     def _deliver(self, conversation_id: str, item: _Stored | int) -> None:
