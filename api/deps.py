@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -22,11 +21,13 @@ from creative_studio.core.errors import StudioError
 from creative_studio.core.events import StudioEvent
 from creative_studio.graph.builder import build_graph
 from creative_studio.services.generation import GenerationService
+from creative_studio.services.presence import IdleWatch
 from creative_studio.services.runner import ConversationRunner
 from creative_studio.services.takeover import TakeoverSweep
 from creative_studio.store.database import Database
 from creative_studio.store.eventlog import EventLog
 from creative_studio.store.notify import Notifier
+from creative_studio.store.presence import PresenceStore
 from creative_studio.store.repository import StudioRepository
 from creative_studio.tools.comfyui import ComfyUIClient, persistent_client_id
 from creative_studio.tools.comfyui_pool import ComfyUIPool
@@ -91,8 +92,7 @@ class Studio:
     generations: GenerationService
     comfyui: ComfyUIClient
     outputs: OutputLinks
-    last_seen: dict[str, float] = field(default_factory=dict)  # conversation -> person activity
-    paused: set[str] = field(default_factory=set)
+    idle: IdleWatch  # the person's presence (shared by the workers) and the idle pause
     notifier: Notifier | None = None  # LISTEN/NOTIFY between workers on one database
     takeover: TakeoverSweep | None = None  # continues conversations of workers that died
     _watchdog: asyncio.Task[None] | None = None
@@ -164,11 +164,12 @@ class Studio:
             outputs=outputs,
             notifier=notifier,
             takeover=TakeoverSweep(database.leases, runner.take_over),
+            idle=IdleWatch(runner, events, repository, PresenceStore(database.pool)),
         )
         await studio.resume_unfinished()
         assert studio.takeover is not None
         studio.takeover.start()
-        studio._watchdog = asyncio.create_task(studio._watch_idle(), name="idle-watchdog")
+        studio._watchdog = asyncio.create_task(studio.idle.run(), name="idle-watchdog")
         return studio
 
     async def stop(self) -> None:
@@ -212,55 +213,14 @@ class Studio:
 
     def touch(self, conversation_id: str) -> None:
         """The person is here (sent something, or is watching the stream)."""
-        self.last_seen[conversation_id] = time.monotonic()
+        self.idle.touch(conversation_id)
 
     async def person_is_back(self, conversation_id: str) -> None:
-        self.touch(conversation_id)
-        if conversation_id in self.paused:
-            self.paused.discard(conversation_id)
-            with contextlib.suppress(StudioError):
-                await self.runner.resume(conversation_id)
-                await self.events.publish_status(conversation_id, "resumed")
-
-    async def _watch_idle(self) -> None:
-        while True:
-            await asyncio.sleep(5)
-            try:
-                await self.pause_idle()
-            except Exception as error:  # e.g. the database is away: try again next time
-                log.warning("idle check failed: %s", error)
+        await self.idle.person_is_back(conversation_id)
 
     async def pause_idle(self) -> list[str]:
-        """Pause discussions whose person left (preference pause_after_idle_seconds).
-
-        Nobody is watching the stream and nothing was sent for that long: the team stops at
-        a safe point instead of talking to an empty room, and continues when the person is
-        back (a message, or opening the stream).
-        """
-        paused = []
-        for conversation_id, seen in list(self.last_seen.items()):
-            if not self.runner.is_running(conversation_id) or conversation_id in self.paused:
-                continue
-            if self.events.listeners(conversation_id):
-                self.touch(conversation_id)  # someone is watching the stream
-                continue
-            limit = await self._idle_limit(conversation_id)
-            if limit is not None and time.monotonic() - seen > limit:
-                self.paused.add(conversation_id)
-                await self.runner.cancel(conversation_id)
-                await self.runner.wait_idle(conversation_id)
-                await self.events.publish_status(conversation_id, "paused")
-                paused.append(conversation_id)
-        return paused
-
-    async def _idle_limit(self, conversation_id: str) -> float | None:
-        try:
-            conversation = await self.repository.get_conversation(conversation_id)
-            session = await self.repository.get_session(conversation.session_id)
-        except StudioError:
-            return None
-        value: Any = session.preferences.get("pause_after_idle_seconds")
-        return float(value) if value else None
+        """Pause discussions whose person left (preference pause_after_idle_seconds)."""
+        return await self.idle.pause_idle()
 
 
 def studio(request: Request) -> Studio:

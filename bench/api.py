@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import signal
 import statistics
@@ -40,7 +41,8 @@ from creative_studio.services.takeover import SWEEP_S
 from creative_studio.store.leases import configured_ttl
 
 TOKENS_PER_SECOND = 50
-TOKENS_PER_TURN = 96
+TOKENS_PER_TURN = 96  # the embedded model's turn budget; a 2-3 sentence turn
+STAGGER_S = 2.0
 CLIENT_PROCESSES = 4
 MARK_TEXT = re.compile(r"\u23f1(\d+)")  # the same mark in decoded text
 
@@ -110,9 +112,17 @@ def serve(port: int, data_dir: Path) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def _spawn_clients(base: str, ids: list[str], seconds: float) -> list[subprocess.Popen[str]]:
-    """Client processes (bench/sse_reader.py), started and connected before the row starts."""
-    shares = [ids[i::CLIENT_PROCESSES] for i in range(CLIENT_PROCESSES)]
+def _spawn_clients(streams: list[tuple[str, str]], seconds: float) -> list[subprocess.Popen[str]]:
+    """Client processes (bench/sse_reader.py), started and connected before the row starts.
+
+    ``streams`` are (worker base URL, conversation id); each process reads a share of the
+    streams of one worker.
+    """
+    shares: list[tuple[str, list[str]]] = []
+    for base in sorted({base for base, _ in streams}):
+        ids = [cid for b, cid in streams if b == base]
+        per = max(1, CLIENT_PROCESSES // len({b for b, _ in streams}))
+        shares += [(base, ids[i::per]) for i in range(per) if ids[i::per]]
     clients = [
         subprocess.Popen(
             [sys.executable, "-m", "bench.sse_reader", base, str(seconds), *share],
@@ -121,8 +131,7 @@ def _spawn_clients(base: str, ids: list[str], seconds: float) -> list[subprocess
             stdout=subprocess.PIPE,
             text=True,
         )
-        for share in shares
-        if share
+        for base, share in shares
     ]
     for client in clients:
         assert client.stdout is not None
@@ -131,9 +140,12 @@ def _spawn_clients(base: str, ids: list[str], seconds: float) -> list[subprocess
     return clients
 
 
-def _cpu(pid: int) -> tuple[float, float]:
-    """CPU seconds of the API process and of the PostgreSQL processes of the machine's studio."""
-    api = psutil.Process(pid).cpu_times()
+def _cpu(pids: list[int]) -> tuple[float, float]:
+    """CPU seconds of the API processes and of the PostgreSQL processes of the machine."""
+    api = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        api += times.user + times.system
     postgres = 0.0
     for proc in psutil.process_iter(["name"]):
         if proc.info.get("name") == "postgres":
@@ -142,7 +154,7 @@ def _cpu(pid: int) -> tuple[float, float]:
             except psutil.Error:
                 continue
             postgres += times.user + times.system
-    return api.user + api.system, postgres
+    return api, postgres
 
 
 async def _conversations(client: httpx.AsyncClient, count: int, name: str) -> list[str]:
@@ -157,37 +169,52 @@ async def _conversations(client: httpx.AsyncClient, count: int, name: str) -> li
 
 
 async def token_latency(
-    base: str, conversations: int, seconds: float, pid: int, *, post_to: str | None = None
+    workers: list[str],
+    conversations: int,
+    seconds: float,
+    pids: list[int],
+    *,
+    cross: bool = False,
 ) -> dict[str, float]:
-    """Streams read on ``base``; messages posted to ``post_to`` (another worker) or base."""
+    """Conversation i's message goes to worker i % n; its stream is read on the same worker,
+    or with ``cross`` on the next one (LISTEN/NOTIFY in between). Messages are posted over
+    ``STAGGER_S`` seconds in a shuffled order, as people do not all press send at once."""
     limits = httpx.Limits(max_connections=conversations + 10)
-    async with (
-        httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client,
-        httpx.AsyncClient(base_url=post_to or base, timeout=30, limits=limits) as poster,
-    ):
-        ids = await _conversations(client, conversations, f"bench {conversations}")
-        clients = await asyncio.to_thread(_spawn_clients, base, ids, 600)
+    clients_by_base = {
+        base: httpx.AsyncClient(base_url=base, timeout=30, limits=limits) for base in workers
+    }
+    try:
+        first = clients_by_base[workers[0]]
+        ids = await _conversations(first, conversations, f"bench {conversations}")
+        post_on = [workers[i % len(workers)] for i in range(conversations)]
+        read_on = [workers[(i + cross) % len(workers)] for i in range(conversations)]
+        clients = await asyncio.to_thread(_spawn_clients, list(zip(read_on, ids, strict=True)), 600)
         await asyncio.sleep(1.0)  # every stream is caught up
-        await asyncio.gather(
-            *(
-                poster.post(
-                    f"/api/conversations/{cid}/messages",
-                    json={"content": "a lighthouse in a storm"},
-                )
-                for cid in ids
+        order = list(range(conversations))
+        random.Random(conversations).shuffle(order)
+
+        async def post(k: int, i: int) -> None:
+            await asyncio.sleep(STAGGER_S * k / conversations)
+            await clients_by_base[post_on[i]].post(
+                f"/api/conversations/{ids[i]}/messages",
+                json={"content": "a lighthouse in a storm"},
             )
-        )
-        # The row starts once every conversation has its message (posting 100 takes a while).
-        cpu_before, started, start_ns = _cpu(pid), time.monotonic(), time.time_ns()
+
+        await asyncio.gather(*(post(k, i) for k, i in enumerate(order)))
+        # The row starts once every conversation has its message.
+        cpu_before, started, start_ns = _cpu(pids), time.monotonic(), time.time_ns()
         await asyncio.sleep(seconds)
-        cpu_after = _cpu(pid)
+        cpu_after = _cpu(pids)
         elapsed = time.monotonic() - started
         outputs = [await asyncio.to_thread(c.communicate, "stop\n") for c in clients]
-        for cid in ids:
-            await poster.post(f"/api/conversations/{cid}/cancel")
+        for i, cid in enumerate(ids):
+            await clients_by_base[post_on[i]].post(f"/api/conversations/{cid}/cancel")
         # The window leaves the last second out: what was produced then may be on its way.
         end_ns = start_ns + int((seconds - 1) * 1e9)
-        produced = sum([await _produced(client, cid, start_ns, end_ns) for cid in ids])
+        produced = sum([await _produced(first, cid, start_ns, end_ns) for cid in ids])
+    finally:
+        for client in clients_by_base.values():
+            await client.aclose()
     received = [(int(m), lat) for out, _ in outputs for m, lat in json.loads(out)]
     latencies = sorted(lat for mark, lat in received if start_ns <= mark < end_ns)
     tokens = len(latencies)
@@ -305,23 +332,29 @@ async def history_rps(base: str, seconds: float, concurrency: int) -> float:
     return count / seconds
 
 
-def _row(name: str, r: dict[str, float]) -> str:
+def _row(name: str, r: dict[str, float], offered: float) -> str:
     share = r["tokens"] / r["produced"] * 100 if r["produced"] else 0.0
     return (
-        f"| {name} | {r['produced_per_s']:,.0f} | {r['per_s']:,.0f} ({share:.1f} %) "
-        f"| {r['median']:.1f} ms "
+        f"| {name} | {offered:,.0f} | {r['produced_per_s']:,.0f} | {r['per_s']:,.0f} "
+        f"({share:.1f} %) | {r['median']:.1f} ms "
         f"| {r['p99']:.1f} ms | {r['api_cpu_per_1000']:.2f} s | {r['pg_cpu_per_1000']:.2f} s |"
     )
 
 
 async def measure(base: str, pid: int, seconds: float, second: str, second_pid: int) -> str:
+    both, pids = [base, second], [pid, second_pid]
     rows = []
+    single = 0.0
     for conversations in (1, 10, 100):
-        result = await token_latency(base, conversations, seconds, pid)
-        rows.append(_row(f"{conversations} conversations", result))
-    # Run on the second worker, streamed from the first: LISTEN/NOTIFY in between.
-    cross = await token_latency(base, 10, seconds, pid, post_to=second)
-    rows.append(_row("10 conversations run on worker B, streamed from A", cross))
+        result = await token_latency([base], conversations, seconds, [pid])
+        single = single or result["produced_per_s"]
+        rows.append(_row(f"{conversations} on one worker", result, single * conversations))
+    result = await token_latency(both, 100, seconds, pids)
+    rows.append(_row("100 on two workers (each streamed from its own)", result, single * 100))
+    result = await token_latency(both, 100, seconds, pids, cross=True)
+    rows.append(_row("100 on two workers, each streamed from the other", result, single * 100))
+    result = await token_latency(both, 10, seconds, pids, cross=True)
+    rows.append(_row("10 on two workers, each streamed from the other", result, single * 10))
     memory = await idle_stream_memory(base, pid, 1000)
     rps = await history_rps(base, 5, 10)
     lines = [
@@ -330,15 +363,19 @@ async def measure(base: str, pid: int, seconds: float, second: str, second_pid: 
         f"token read from the SSE socket by one of {CLIENT_PROCESSES} client processes (raw "
         "asyncio readers). Every event is stored before it is sent; tokens that wait together "
         "for one commit are coalesced into one frame. CPU = server CPU seconds per 1,000 tokens "
-        f"delivered (API process; PostgreSQL apart). Produced = tokens the nodes made in the "
-        f"first {seconds - 1:.0f} s of each {seconds:.0f} s row (counted in the log); delivered "
-        "= those of them that reached their client. A conversation streams only while a "
-        f"specialist speaks (plans, votes and questions do not), so fewer than "
-        f"{TOKENS_PER_SECOND} tokens/s per conversation are produced.",
+        f"delivered (API processes; PostgreSQL apart). A turn is {TOKENS_PER_TURN} tokens. "
+        "A conversation streams only while a specialist speaks (plans, votes and questions "
+        f"do not): alone, one produces the 'offered' rate of the first row (under "
+        f"{TOKENS_PER_SECOND}/s); n conversations offer n times that. Produced = tokens the "
+        f"nodes made in the first {seconds - 1:.0f} s of each {seconds:.0f} s row (counted in "
+        "the log): fewer than offered when the server slows its own producers down; "
+        "delivered = those of them that reached their client. The person's messages are "
+        f"posted over {STAGGER_S:.0f} s in a shuffled order; with two workers, conversation i "
+        "is posted to worker i mod 2.",
         "",
-        "| row | tokens/s produced | tokens/s delivered | median latency | p99 latency "
-        "| API CPU / 1k tokens | Postgres CPU / 1k tokens |",
-        "|---|---|---|---|---|---|---|",
+        "| conversations | tokens/s offered | tokens/s produced | tokens/s delivered "
+        "| median latency | p99 latency | API CPU / 1k tokens | Postgres CPU / 1k tokens |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"Memory per idle open SSE stream (1,000 streams on one conversation, server RSS "

@@ -237,6 +237,10 @@ class ConversationRunner:
         live = self._live.get(conversation_id)
         return bool(live and live.worker and not live.worker.done())
 
+    def running_ids(self) -> list[str]:
+        """The conversations this worker is running now."""
+        return [cid for cid in list(self._live) if self.is_running(cid)]
+
     def waits_for_database(self, conversation_id: str) -> bool:
         return conversation_id in self._outage
 

@@ -410,5 +410,9 @@ class EventLog:
                 if not subscribers:
                     del self._subscribers[conversation_id]
 
+    def watched(self) -> list[str]:
+        """Conversations that have a live subscriber in this process."""
+        return [cid for cid, subscribers in self._subscribers.items() if subscribers]
+
     def listeners(self, conversation_id: str) -> int:
         return len(self._subscribers.get(conversation_id, ()))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.api_server import ApiServer, Sse, sse_events
@@ -451,6 +453,77 @@ def test_serving_beyond_loopback_without_a_token_is_refused(tmp_path: Path):
     assert "without an API token" in result.stderr
 
 
+async def _age_presence(db_url: str, studio: Any, cid: str, seconds: float) -> None:
+    """As if the person was last seen ``seconds`` earlier, here and on every worker."""
+    if cid in studio.idle.last_seen:
+        studio.idle.last_seen[cid] -= seconds
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        await conn.execute(
+            "update conversation_presence set last_seen_at = last_seen_at"
+            " - make_interval(secs => %s) where conversation_id = %s",
+            (seconds, cid),
+        )
+
+
+async def test_a_person_watching_on_another_worker_keeps_the_discussion_going(
+    fresh_db_url: str, tmp_path: Path
+):
+    """Two workers on one database: A runs the conversation, the person watches on B. A
+    must not pause it for want of a local viewer; once the person left B too, A pauses it,
+    and the person coming back on B continues it there."""
+    provider, _ = make_provider(delay=0.05)
+    a = await ApiServer(
+        fresh_db_url, tmp_path / "a", comfyui_url=comfy_url(), provider=provider
+    ).start()
+    b = await ApiServer(
+        fresh_db_url, tmp_path / "b", comfyui_url=comfy_url(), provider=provider
+    ).start()
+    try:
+        async with a.client() as on_a, b.client() as on_b:
+            cid = await new_conversation(on_a, preferences={"pause_after_idle_seconds": 30})
+            assert a.studio.runner.is_running(cid)
+
+            async def watch() -> None:
+                async for _ in sse_events(on_b, f"/api/conversations/{cid}/events"):
+                    pass
+
+            watching = asyncio.create_task(watch())
+            for _ in range(200):
+                if b.studio.events.listeners(cid):
+                    break
+                await asyncio.sleep(0.02)
+            await a.studio.idle.flush()
+            await _age_presence(fresh_db_url, a.studio, cid, 31)
+            await b.studio.idle.flush()  # B's open stream: the person is here, now
+            assert await a.studio.pause_idle() == []
+            assert a.studio.runner.is_running(cid)
+
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+            for _ in range(200):
+                if not b.studio.events.listeners(cid):
+                    break
+                await asyncio.sleep(0.02)
+            await b.studio.idle.flush()
+            await _age_presence(fresh_db_url, a.studio, cid, 31)
+            await _age_presence(fresh_db_url, b.studio, cid, 31)
+            assert await a.studio.pause_idle() == [cid]
+            assert not a.studio.runner.is_running(cid)
+            log = await full_log(on_a, cid)
+            assert log[-1]["kind"] == "status" and log[-1]["data"]["state"] == "paused"
+
+            events = await asyncio.wait_for(
+                collect_until_done(on_b, cid, last_event_id=log[-1]["id"]), 90
+            )
+            assert events[0].event == "status" and events[0].data["state"] in ("resumed", "running")
+            assert (await on_b.get(f"/api/conversations/{cid}")).json()["phase"] == "complete"
+            assert not a.studio.runner.is_running(cid)  # B ran the rest
+    finally:
+        await b.stop()
+        await a.stop()
+
+
 async def test_an_absent_person_pauses_the_discussion_until_they_are_back(
     fresh_db_url: str, tmp_path: Path
 ):
@@ -463,7 +536,8 @@ async def test_an_absent_person_pauses_the_discussion_until_they_are_back(
             cid = await new_conversation(client, preferences={"pause_after_idle_seconds": 30})
             await asyncio.sleep(0.5)
             studio = api.studio
-            studio.last_seen[cid] -= 31  # half a minute without the person, nobody watching
+            await studio.idle.flush()
+            await _age_presence(fresh_db_url, studio, cid, 31)  # away half a minute, unwatched
             assert await studio.pause_idle() == [cid]
             for _ in range(100):
                 if not (await client.get(f"/api/conversations/{cid}")).json()["running"]:

@@ -187,7 +187,6 @@ async def resume(conversation_id: str, studio: StudioDep) -> RunState:
     """Continue a run that was cancelled, paused or cut short by a crash."""
     record = await studio.repository.get_conversation(conversation_id)
     cid = str(record.id)
-    studio.paused.discard(cid)
-    studio.touch(cid)
+    await studio.idle.unpause(cid)
     await studio.runner.resume(cid)
     return RunState(conversation_id=record.id, running=True)
