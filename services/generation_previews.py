@@ -8,7 +8,8 @@ and were replayed to every reconnecting client, so they bypass the log entirely:
 * the hub keeps only the latest frame per conversation (for a client that connects
   mid-run) and drops it when the generation ends;
 * the SSE route merges the hub's frames into the stored events with ``with_previews``,
-  in batches (what is ready at once is written as one chunk).
+  in batches (what is ready at once is written as one chunk), waiting on the event log's
+  queue for that client only (a frame wakes it).
 
 An SSE event needs an id that only grows (the web client skips anything not newer than
 what it has). A frame gets ``<last stored id>.<n>`` ("123.000002"): newer than event 123,
@@ -20,15 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 __all__ = ["PreviewHub", "StoredEvent", "ephemeral_id", "with_previews"]
 
 PREVIEW_KIND = "generation_progress"
 _MAX_PER_EVENT = 999_999  # frames between two stored events (ids keep six decimals)
-_AHEAD = 64  # stored batches that may wait for a slow client before the log waits too
-_FRAME, _PING, _END = object(), object(), object()  # mailbox signals besides stored batches
 
 
 class StoredEvent(Protocol):
@@ -42,20 +41,20 @@ class StoredEvent(Protocol):
 class _Watcher:
     """One live client: holds only the newest frame it has not sent yet.
 
-    A new frame wakes the client through its mailbox (the one queue its stream waits on),
+    A new frame wakes the client's stream (``wake``, set once the stream follows the log),
     once until the frame is taken.
     """
 
-    def __init__(self, mailbox: asyncio.Queue[Any]) -> None:
+    def __init__(self) -> None:
         self.frame: dict[str, Any] | None = None
-        self.mailbox = mailbox
+        self.wake: Callable[[], None] | None = None
         self.flagged = False
 
     def offer(self, frame: dict[str, Any]) -> None:
         self.frame = frame  # an older unsent frame is simply replaced
-        if not self.flagged:
+        if not self.flagged and self.wake is not None:
             self.flagged = True
-            self.mailbox.put_nowait(_FRAME)
+            self.wake()
 
     def take(self) -> dict[str, Any] | None:
         frame, self.frame = self.frame, None
@@ -91,8 +90,8 @@ class PreviewHub:
         return len(self._latest)
 
     @contextlib.contextmanager
-    def watch(self, conversation_id: str, mailbox: asyncio.Queue[Any]) -> Iterator[_Watcher]:
-        watcher = _Watcher(mailbox)
+    def watch(self, conversation_id: str) -> Iterator[_Watcher]:
+        watcher = _Watcher()
         self._watchers.setdefault(conversation_id, set()).add(watcher)
         try:
             yield watcher
@@ -109,25 +108,13 @@ def ephemeral_id(after: int, n: int) -> str:
     return f"{after}.{n:06d}"
 
 
-async def _pump(
-    batches: AsyncIterator[Sequence[StoredEvent]],
-    mailbox: asyncio.Queue[Any],
-    room: asyncio.Semaphore,
-) -> None:
-    """Stored batches into the mailbox, at most ``_AHEAD`` waiting (a slow client)."""
-    try:
-        async for batch in batches:
-            await room.acquire()
-            mailbox.put_nowait(batch)
-    finally:
-        mailbox.put_nowait(_END)
-
-
 Line = tuple[str, str, dict[str, Any]]
+Waker = Callable[[Callable[[], None]], None]
+Follow = Callable[[Waker], AsyncIterator[Sequence[StoredEvent]]]
 
 
 async def with_previews(
-    batches: AsyncIterator[Sequence[StoredEvent]],
+    follow: Follow,
     hub: PreviewHub,
     conversation_id: str,
     *,
@@ -135,67 +122,63 @@ async def with_previews(
     caught_up: int,
     ping: float | None = None,
 ) -> AsyncIterator[list[Line]]:
-    """Batches of (sse id, kind, data): the stored ``batches`` with the hub's live frames.
+    """Batches of (sse id, kind, data): the stored batches with the hub's live frames.
 
-    ``caught_up`` is the newest stored id when the client connected: the latest frame (a
-    late joiner's view of the running generation) is sent once the replay reached it.
-    Everything waits on one mailbox (stored batches, "a frame is ready", "ping"), so an
-    event costs no task of its own; what is ready at once goes out as one batch. With
-    ``ping``, an empty batch comes every ``ping`` seconds (the SSE keep-alive comment).
+    ``follow(waker)`` is the event log's ``follow_batches`` for this client; the waker it
+    hands over wakes that one queue for a new frame and for the keep-alive, so an event
+    costs no task or hop of its own. ``caught_up`` is the newest stored id when the client
+    connected: the latest frame (a late joiner's view of the running generation) is sent
+    once the replay reached it. With ``ping``, an empty batch comes every ``ping`` seconds
+    (the SSE keep-alive comment).
     """
-    mailbox: asyncio.Queue[Any] = asyncio.Queue()
-    room = asyncio.Semaphore(_AHEAD)
     loop = asyncio.get_running_loop()
     timer: asyncio.TimerHandle | None = None
+    pinged = False
 
-    def tick() -> None:
-        nonlocal timer
-        mailbox.put_nowait(_PING)
-        assert ping is not None
-        timer = loop.call_later(ping, tick)
+    with hub.watch(conversation_id) as watcher:
 
-    with hub.watch(conversation_id, mailbox) as watcher:
-        pump = asyncio.create_task(_pump(batches, mailbox, room), name=f"sse-{conversation_id}")
+        def tick() -> None:
+            nonlocal timer, pinged
+            pinged = True
+            if watcher.wake is not None:
+                watcher.wake()
+            assert ping is not None
+            timer = loop.call_later(ping, tick)
+
+        def take_wake(wake: Callable[[], None]) -> None:
+            watcher.wake = wake
+            if watcher.frame is not None:  # a late joiner's frame: as soon as it caught up
+                watcher.flagged = True
+                wake()
+
+        batches = follow(take_wake)
         if ping:
             timer = loop.call_later(ping, tick)
         last, sent = since, 0
         joined = since >= caught_up
         if joined and (frame := hub.latest(conversation_id)) is not None:
-            watcher.offer(frame)
+            watcher.frame = frame  # sent with the first batch (or wake-up)
         try:
-            while True:
-                items = [await mailbox.get()]
-                while not mailbox.empty():
-                    items.append(mailbox.get_nowait())
+            async for batch in batches:
                 out: list[Line] = []
-                ended = pinged = False
-                for item in items:
-                    if item is _END:
-                        ended = True
-                        break
-                    if item is _PING:
-                        pinged = True
-                    elif item is not _FRAME:
-                        room.release()
-                        for event in item:
-                            last, sent = event.id, 0
-                            out.append((str(event.id), event.kind, event.data))
-                        if not joined and last >= caught_up:
-                            joined = True
-                            if (frame := hub.latest(conversation_id)) is not None:
-                                watcher.offer(frame)
+                for event in batch:
+                    last, sent = event.id, 0
+                    out.append((str(event.id), event.kind, event.data))
+                if not joined and last >= caught_up:
+                    joined = True
+                    if (frame := hub.latest(conversation_id)) is not None:
+                        watcher.frame = frame
                 if joined and watcher.frame is not None:
                     frame = watcher.take()
                     if frame is not None and sent < _MAX_PER_EVENT:
                         sent += 1
                         out.append((ephemeral_id(last, sent), PREVIEW_KIND, frame))
                 if out or pinged:
+                    pinged = False
                     yield out
-                if ended:
-                    return
         finally:
             if timer is not None:
                 timer.cancel()
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump
+            close = getattr(batches, "aclose", None)
+            if close is not None:
+                await close()

@@ -48,7 +48,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -93,14 +93,21 @@ class _Stored:
 
 
 # What a subscriber's queue holds: an event stored here, a hint that the table has rows up
-# to that id (another worker's, 0: look anyway), or None: the stream ends.
+# to that id (another worker's, 0: look anyway), _WAKE (nothing stored: a wake-up from
+# outside), or None: the stream ends.
 _Item = _Stored | int | None
+_WAKE = -1
 
 
 class _Subscriber:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(SUBSCRIBER_BACKLOG)
         self.dropped = False
+
+    def wake(self) -> None:
+        """Wake the follower with nothing stored (see ``follow_batches``' ``waker``)."""
+        with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes it anyway
+            self.queue.put_nowait(_WAKE)
 
 
 def _rows_document(events: list[StudioEvent]) -> str:
@@ -348,16 +355,25 @@ class EventLog:
                     yield event
 
     async def follow_batches(
-        self, conversation_id: str, after: int = 0
+        self,
+        conversation_id: str,
+        after: int = 0,
+        *,
+        waker: Callable[[Callable[[], None]], None] | None = None,
     ) -> AsyncGenerator[list[LoggedEvent], None]:
         """``follow`` in batches: whatever is ready at once comes as one list.
 
         A client that fell behind by several frames gets them in one write; when it keeps
-        up, a batch is one frame. The SSE route writes a batch as one chunk.
+        up, a batch is one frame. The SSE route writes a batch as one chunk. ``waker`` is
+        handed a function that wakes this follower from outside (a preview frame, a
+        keep-alive ping): it then yields an empty batch if nothing was stored meanwhile, so
+        the caller waits on one queue for everything.
         """
         conversation_id = str(UUID(conversation_id))
         subscriber = _Subscriber()
         self._subscribers.setdefault(conversation_id, set()).add(subscriber)
+        if waker is not None:
+            waker(subscriber.wake)
         last = after
 
         async def from_table() -> AsyncIterator[list[LoggedEvent]]:
@@ -379,11 +395,15 @@ class EventLog:
                 while not queue.empty():
                     items.append(queue.get_nowait())
                 batch: list[LoggedEvent] = []
+                woken = False
                 for item in items:
                     if item is None:
                         if batch:
                             yield batch
                         return
+                    if item == _WAKE:
+                        woken = True
+                        continue
                     if isinstance(item, _Stored):
                         if item.event.id <= last:
                             continue  # already sent from the table
@@ -399,7 +419,7 @@ class EventLog:
                         batch = []
                     async for page in from_table():
                         yield page
-                if batch:
+                if batch or woken:
                     yield batch
                 if subscriber.dropped and queue.empty():
                     return  # too slow: the client reconnects with Last-Event-ID

@@ -128,9 +128,13 @@ async def stream_events(
     caught_up = await studio.events.last_id(cid)
 
     async def batches() -> AsyncIterator[list[Line]]:
-        stored = studio.events.follow_batches(cid, since)
         live = with_previews(
-            stored, studio.generations.previews, cid, since=since, caught_up=caught_up, ping=15
+            lambda waker: studio.events.follow_batches(cid, since, waker=waker),
+            studio.generations.previews,
+            cid,
+            since=since,
+            caught_up=caught_up,
+            ping=15,
         )
         async for batch in live:
             studio.touch(cid)
