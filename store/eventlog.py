@@ -2,44 +2,29 @@
 
 Every studio event (token, message, phase, typing, interrupt, generation_progress,
 generation_done, error, status) is stored in ``conversation_events`` before any client
-sees it, and gets the row's id, which only grows. So:
-
-* a client that reconnects with Last-Event-ID receives exactly the events after that id,
-  from the table, then the live ones - nothing lost, nothing twice - also after the
-  server restarted;
-* an id that does not belong to the conversation is an error, not a silent full replay.
+sees it, and gets the row's id, which only grows. A client that reconnects with
+Last-Event-ID receives exactly the events after that id, from the table, then the live
+ones - nothing lost, nothing twice - also after a restart; an id that does not belong to
+the conversation is an error, not a silent full replay.
 
 Writes are group-committed: one writer task takes whatever events are waiting (from all
-conversations), inserts them in one transaction (one ``insert ... select from unnest``) and
-only then hands them to the subscribers. Under load the batch grows; when idle an event
-costs two round trips.
+conversations) and stores them in one pipelined transaction (store/event_sql.py), then
+hands them to the subscribers. Tokens, the bulk of the traffic, are cheaper: their
+``publish`` does not wait for the commit (a later event of the conversation is stored
+after them), consecutive tokens of one message waiting together become one frame
+(store/event_frames.py; nothing is delayed to coalesce), and a backlog of more than
+``TOKEN_BACKLOG`` events makes token publishers wait, so a slow database slows the
+producers instead of filling memory.
 
-Tokens are the bulk of the traffic (every specialist streams), so they are cheaper:
-
-* ``publish`` of a token does not wait for its commit (it is queued in order with every
-  other event, and a later event of the conversation is stored after it); the run goes on
-  streaming, so while one batch is being written the next tokens pile up;
-* consecutive tokens of one message waiting in the same batch are coalesced into one frame
-  (one row, one SSE event whose ``text`` is their texts joined). Nothing is delayed to
-  coalesce: idle, every token is its own frame; loaded, a frame holds what arrived during
-  one commit. A reconnecting client reads the same frames from the table, so it gets
-  exactly what it missed. Clients already append a token's text, however long;
-* a backlog of more than ``TOKEN_BACKLOG`` events makes token publishers wait again, so a
-  slow database slows the producers instead of filling memory.
-
-Several workers on one database (store/notify.py):
-
-* Writers of the same conversation are serialised by a transaction-level advisory lock per
-  conversation, taken before the ids are drawn, so within a conversation ids are handed out
-  in commit order: a reader that has seen id N will never see a smaller id appear later.
-* Each batch NOTIFYs ``studio_events`` with ``instance|conversation|last id`` per
-  conversation, delivered when the rows are committed. Other workers wake the subscribers
-  of that conversation, who read the new rows from the table (the log stays the truth).
-* Every stored event carries the id of the conversation's previous event (read under the
-  lock). A subscriber takes a local event straight from memory only when it follows the
-  last one it sent; otherwise (another worker wrote in between) it reads the table first.
-  So order and exactly-once hold with any number of writers, and Last-Event-ID resumes on
-  any worker.
+Several workers on one database (store/notify.py): writers of a conversation are
+serialised by a transaction-level advisory lock taken before the ids are drawn, so within
+a conversation ids follow commit order. Every stored event carries the id of the
+conversation's previous event, and is NOTIFYed on ``studio_events`` when committed, with
+its content when it fits. A subscriber sends an event - its own worker's or one that came
+in a notification - straight from memory only when it follows the last one it sent;
+otherwise, and for a notification without content, it reads the table (the log stays the
+truth). So order and exactly-once hold with any number of writers, and Last-Event-ID
+resumes on any worker.
 """
 
 from __future__ import annotations
@@ -62,6 +47,7 @@ from creative_studio.core.errors import InvalidInputError
 from creative_studio.core.events import StudioEvent
 from creative_studio.store.availability import is_connection_error
 from creative_studio.store.event_frames import coalesce
+from creative_studio.store.event_sql import INSERT_BATCH, rows_document
 from creative_studio.store.notify import Notifier
 
 log = logging.getLogger(__name__)
@@ -108,13 +94,6 @@ class _Subscriber:
         """Wake the follower with nothing stored (see ``follow_batches``' ``waker``)."""
         with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes it anyway
             self.queue.put_nowait(_WAKE)
-
-
-def _rows_document(events: list[StudioEvent]) -> str:
-    """The batch as one JSON array of [conversation, kind, data, created_at] rows."""
-    return json.dumps(
-        [[e.conversation_id, e.kind, e.data, e.at.isoformat()] for e in events], default=str
-    )
 
 
 def _lock_key(conversation_id: str) -> int:
@@ -205,60 +184,42 @@ class EventLog:
                 self._pending.task_done()
 
     async def _insert(self, events: list[StudioEvent]) -> list[_Stored]:
-        """One transaction: lock the conversations, read their last ids, insert, NOTIFY.
+        """One transaction: lock the conversations, then one statement that inserts the
+        batch, reads each event's previous id and NOTIFYs the other workers.
 
-        Sent as one pipeline (psycopg pipeline mode): begin, lock, read, insert, notify and
-        commit reach the server together and their results come back together, so a batch
-        costs one round trip - and one wait on a busy event loop - instead of six.
+        Sent as one pipeline (psycopg pipeline mode): begin, lock, insert and commit reach
+        the server together and their results come back together, so a batch costs one
+        round trip - and one wait on a busy event loop.
         """
-        cids = sorted({str(UUID(e.conversation_id)) for e in events})
-        keys = sorted({_lock_key(cid) for cid in cids})
+        keys = sorted({_lock_key(str(UUID(e.conversation_id))) for e in events})
+        notifier = self.notifier
         async with self.pool.connection() as conn:
             async with conn.pipeline(), conn.transaction():
-                # Lock first, then read (a new snapshot: it sees the previous holder's rows),
-                # then draw the ids: per conversation, ids follow commit order.
+                # Lock first; the insert is a later statement, so its snapshot sees the
+                # previous holder's rows: per conversation, ids follow commit order.
                 await conn.execute(
                     "select pg_advisory_xact_lock(%s, k) from unnest(%s::int[]) k",
                     (_LOCK_CLASS, keys),
                 )
-                last_cur = await conn.execute(
-                    "select c::text as cid, (select max(id) from conversation_events e"
-                    " where e.conversation_id = c) as last from unnest(%s::uuid[]) c",
-                    (cids,),
+                cur = await conn.execute(
+                    INSERT_BATCH,
+                    {
+                        "rows": rows_document(events),
+                        "channel": CHANNEL if notifier is not None else None,
+                        "instance": notifier.instance if notifier is not None else "",
+                    },
                 )
-                # One statement for the whole batch, the rows as one JSON document (psycopg
-                # would quote every element of four arrays in Python; json.dumps is C).
-                # Rows go in in the document's order, so the sorted ids follow the events'.
-                ids_cur = await conn.execute(
-                    "insert into conversation_events (conversation_id, kind, data, created_at)"
-                    " select (e->>0)::uuid, e->>1, e->2, (e->>3)::timestamptz"
-                    " from jsonb_array_elements(%s::jsonb) with ordinality as rows(e, n)"
-                    " order by n returning id",
-                    (_rows_document(events),),
-                )
-                if self.notifier is not None:
-                    # Each conversation's newest id, read back in this transaction (we hold
-                    # its lock, so it is ours); delivered when the transaction commits.
-                    await conn.execute(
-                        "select pg_notify(%s, %s || '|' || c::text || '|' || (select max(id)"
-                        " from conversation_events e where e.conversation_id = c)::text)"
-                        " from unnest(%s::uuid[]) c",
-                        (CHANNEL, self.notifier.instance, cids),
-                    )
-            last = {row["cid"]: int(row["last"] or 0) for row in await last_cur.fetchall()}
-            ids = sorted(int(row["id"]) for row in await ids_cur.fetchall())
+            rows = await cur.fetchall()
         stored = []
-        for event, event_id in zip(events, ids, strict=True):
-            cid = str(UUID(event.conversation_id))
+        for event, row in zip(events, rows, strict=True):  # rows in id order: events' order
             logged = LoggedEvent.model_construct(  # our own values: nothing to validate
-                id=event_id,
-                conversation_id=cid,
+                id=int(row["id"]),
+                conversation_id=str(UUID(event.conversation_id)),
                 kind=event.kind,
                 data=event.data,
                 created_at=event.at,
             )
-            stored.append(_Stored(logged, last[cid]))
-            last[cid] = event_id
+            stored.append(_Stored(logged, int(row["previous"])))
         return stored
 
     def _deliver(self, conversation_id: str, item: _Stored | int) -> None:
@@ -270,12 +231,33 @@ class EventLog:
                 self._subscribers[conversation_id].discard(subscriber)
 
     def _on_notify(self, payload: str) -> None:
-        """Another worker stored events of a conversation: wake its subscribers here."""
-        instance, _, rest = payload.partition("|")
-        cid, _, last = rest.partition("|")
-        if self.notifier is None or instance == self.notifier.instance or not last.isdigit():
+        """Another worker stored an event: hand it to this conversation's subscribers here.
+
+        A small event travels in the payload (``instance|cid|id|previous|kind|at|data``):
+        a subscriber that had the previous one sends it from memory, as a local event.
+        A large one (``instance|cid|id|previous``) or an older worker's hint
+        (``instance|cid|id``) only wakes them: they read the table.
+        """
+        parts = payload.split("|", 6)
+        if self.notifier is None or len(parts) < 3 or parts[0] == self.notifier.instance:
             return  # our own (already delivered) or not ours to read
-        if cid in self._subscribers:
+        cid, last = parts[1], parts[2]
+        if cid not in self._subscribers or not last.isdigit():
+            return
+        if len(parts) == 7 and parts[3].isdigit():
+            try:
+                event = LoggedEvent.model_construct(
+                    id=int(last),
+                    conversation_id=cid,
+                    kind=parts[4],
+                    data=json.loads(parts[6]),
+                    created_at=datetime.fromisoformat(json.loads(parts[5])),
+                )
+            except ValueError:  # not ours to understand: the table has it
+                self._deliver(cid, int(last))
+                return
+            self._deliver(cid, _Stored(event, int(parts[3])))
+        else:
             self._deliver(cid, int(last))
 
     def _wake_all(self) -> None:

@@ -10,6 +10,7 @@ from creative_studio.core.events import StudioEvent
 from creative_studio.store.database import Database
 from creative_studio.store.event_frames import coalesce
 from creative_studio.store.eventlog import EventLog, LoggedEvent
+from creative_studio.store.notify import Notifier
 from creative_studio.store.repository import StudioRepository
 
 
@@ -97,3 +98,48 @@ async def test_tokens_become_frames_and_a_reconnect_gets_exactly_the_rest(
         assert [e.id for e in live] == [e.id for e in await log.read(cid, last)]
     finally:
         await log.stop()
+
+
+async def test_another_workers_events_arrive_in_order_once_small_ones_without_a_read(
+    database: Database,
+) -> None:
+    """Two event logs with their own listeners on one database, as two workers: what A
+    stores reaches B's follower in order, exactly once; small events come in the
+    notification itself (B reads nothing back), a large one makes B read the table."""
+    notifiers = [Notifier(lambda: database.monitor.url) for _ in range(2)]
+    a = EventLog(database.pool, notifier=notifiers[0])
+    b = EventLog(database.pool, notifier=notifiers[1])
+    for notifier in notifiers:  # after the logs registered their channel
+        await notifier.start()
+    reads: list[int] = []
+    read = b.read
+
+    async def counted(conversation_id: str, after: int = 0, limit: int = 1000) -> list[LoggedEvent]:
+        reads.append(after)
+        return await read(conversation_id, after, limit)
+
+    b.read = counted  # type: ignore[method-assign]
+    try:
+        cid = await _conversation(database)
+        follower = asyncio.create_task(_take(b.follow(cid), until="status"))
+        for _ in range(100):
+            if b.listeners(cid):
+                break
+            await asyncio.sleep(0.01)
+        reads.clear()  # the catch-up read is done
+        for text in ("one ", "two "):
+            await a.publish(token(cid, text))
+            await asyncio.sleep(0.05)
+        assert reads == [], "small events were read back from the table"
+        long = "x" * 9000  # over a notification's 8,000 bytes
+        await a.publish(StudioEvent(kind="message", conversation_id=cid, data={"content": long}))
+        await a.publish_status(cid, "idle")
+        seen = await asyncio.wait_for(follower, 10)
+        assert reads, "a large event is read from the table"
+        stored = await a.read(cid)
+        assert [(e.id, e.kind, e.data) for e in seen] == [(e.id, e.kind, e.data) for e in stored]
+    finally:
+        await a.stop()
+        await b.stop()
+        for notifier in notifiers:
+            await notifier.stop()
