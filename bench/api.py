@@ -48,7 +48,7 @@ MARK_TEXT = re.compile(r"\u23f1(\d+)")  # the same mark in decoded text
 
 
 class ClockModel(BaseChatModel):
-    """Streams tokens at a fixed rate; each token carries the time it was produced."""
+    """Streams tokens at a fixed rate; each token carries the time it was due."""
 
     @property
     def _llm_type(self) -> str:
@@ -86,9 +86,15 @@ class ClockModel(BaseChatModel):
                 message=AIMessageChunk(content=result.generations[0].message.text)
             )
             return
-        for _ in range(TOKENS_PER_TURN):
-            await asyncio.sleep(1 / TOKENS_PER_SECOND)
-            token = f"⏱{time.time_ns()} "
+        # On a fixed schedule, as a model server streams: token k is due k/rate after the
+        # start whether or not the studio kept up, and carries its due time, so a late
+        # studio shows as latency (tokens due meanwhile come at once, as buffered ones do).
+        start, start_ns = time.monotonic(), time.time_ns()
+        for k in range(1, TOKENS_PER_TURN + 1):
+            wait = start + k / TOKENS_PER_SECOND - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            token = f"⏱{start_ns + k * 1_000_000_000 // TOKENS_PER_SECOND} "
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
             if run_manager:
                 await run_manager.on_llm_new_token(token, chunk=chunk)
