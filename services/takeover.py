@@ -23,6 +23,12 @@ A worker that starts continues the conversations a previous process left "runnin
 same way (api/deps.py ``resume_unfinished`` calls ``take_over``): the lease decides, so a
 conversation whose lease is free, expired or held by a dead process on this host is taken,
 and one a live worker holds and renews is left to it.
+
+The runner's side (``RunnerTakeover``, used by services/runner.py): a worker that died
+mid-run stops renewing its leases; another worker's sweep calls the runner's ``take_over``,
+which continues the run from its last checkpoint without repeating or losing what the dead
+worker had put in the event log (``pick_up``). A worker that could not renew a lease for a
+whole ttl stops its run (``LeaseLost``): another may have taken it over.
 """
 
 from __future__ import annotations
@@ -33,8 +39,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+
 from creative_studio.core.tasks import cancel_task
-from creative_studio.services.conversation_state import Partial
+from creative_studio.services.conversation_state import Live, Partial, stored_person_message
 from creative_studio.store.eventlog import EventLog
 from creative_studio.store.leases import Leases
 
@@ -121,4 +131,88 @@ class TakeoverSweep:
                 log.debug("takeover sweep failed: %s", error)
 
 
-__all__ = ["SWEEP_S", "Leftovers", "TakeoverSweep", "read_leftovers"]
+class LeaseLost(Exception):
+    """This worker's lease of a conversation lapsed mid-run: another worker may run it now."""
+
+
+class RunnerTakeover:
+    """The runner's side: the conversations it is taking over, what their previous worker
+    announced, and the lease-lost signal of each conversation it runs."""
+
+    def __init__(self, events: EventLog | None) -> None:
+        self.events = events
+        self.taking_over: set[str] = set()
+        self.announced: dict[str, set[str]] = {}  # message ids the dead worker announced
+        self._lost: dict[str, asyncio.Event] = {}  # per conversation run here: lease lapsed
+
+    def holding(self, cid: str, lost: asyncio.Event) -> None:
+        """The conversation's lease is held here; ``lost`` is set if it lapses."""
+        self._lost[cid] = lost
+
+    def released(self, cid: str) -> None:
+        """The conversation's worker ends: it is no longer taken over nor held here."""
+        self.taking_over.discard(cid)
+        self._lost.pop(cid, None)
+
+    async def pick_up(
+        self,
+        cid: str,
+        live: Live,
+        graph: CompiledStateGraph[Any, Any, Any, Any],
+        config: RunnableConfig,
+        keep_partials: Callable[[str, Live], Awaitable[None]],
+    ) -> None:
+        """Under the lease just taken over: keep the dead worker's half-said text, and
+        remember what it announced so the replayed step does not announce it again."""
+        log.info("conversation %s: lease taken, continuing from its last checkpoint", cid)
+        if self.events is None:
+            return
+        leftovers = await read_leftovers(self.events, cid)
+        self.announced[cid] = leftovers.announced
+        cut = set(leftovers.partial) - set(live.partial)
+        live.partial.update({k: v for k, v in leftovers.partial.items() if k in cut})
+        live.phase = live.phase or leftovers.phase
+        await keep_partials(cid, live)
+        snapshot = await graph.aget_state(config)
+        known = {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
+        known |= {str(m.id) for m in live.pending if isinstance(m, HumanMessage)}
+        for stored in leftovers.person:  # handed to it, never checkpointed
+            if str(stored["message_id"]) not in known:
+                live.pending.append(stored_person_message(stored))
+        # The node that was cut runs again from the checkpoint: its text is not carried in.
+        live.carry = [m for m in live.carry if str(m.id) not in cut]
+
+    async def wait_run(self, cid: str, run: asyncio.Task[None]) -> None:
+        """Until the run ends; stops it (``LeaseLost``) when the lease lapsed meanwhile."""
+        lost = self._lost.get(cid)
+        if lost is None:
+            await asyncio.wait({run})
+            return
+        watch = asyncio.create_task(lost.wait())
+        try:
+            await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+        if not run.done():
+            run.cancel()
+            await asyncio.wait({run})
+            raise LeaseLost(cid)
+
+    @staticmethod
+    def stopped(cid: str, live: Live) -> None:
+        """The run stopped on ``LeaseLost``: whoever took the lease over continues it."""
+        log.error("conversation %s: lease lost mid-run, run stopped here", cid)
+        live.pending.clear()
+        live.partial.clear()  # the log has it: the new holder keeps it
+        live.working.clear()
+        live.run = None
+
+
+__all__ = [
+    "SWEEP_S",
+    "LeaseLost",
+    "Leftovers",
+    "RunnerTakeover",
+    "TakeoverSweep",
+    "read_leftovers",
+]
