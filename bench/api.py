@@ -365,7 +365,7 @@ async def measure(base: str, pid: int, seconds: float, second: str, second_pid: 
     rps = await history_rps(base, 5, 10)
     lines = [
         f"Server in its own process (uvicorn, embedded PostgreSQL); a fake model streams "
-        f"{TOKENS_PER_SECOND} tokens/s per conversation; latency = token produced in the node → "
+        f"{TOKENS_PER_SECOND} tokens/s per conversation; latency = the time a token was due at the model (it streams on a fixed schedule) → "
         f"token read from the SSE socket by one of {CLIENT_PROCESSES} client processes (raw "
         "asyncio readers). Every event is stored before it is sent; tokens that wait together "
         "for one commit are coalesced into one frame. CPU = server CPU seconds per 1,000 tokens "
@@ -374,7 +374,7 @@ async def measure(base: str, pid: int, seconds: float, second: str, second_pid: 
         f"do not): alone, one produces the 'offered' rate of the first row (under "
         f"{TOKENS_PER_SECOND}/s); n conversations offer n times that. Produced = tokens the "
         f"nodes made in the first {seconds - 1:.0f} s of each {seconds:.0f} s row (counted in "
-        "the log): fewer than offered when the server slows its own producers down; "
+        "the log): fewer than offered when the studio takes longer between turns under load (a turn, once started, streams on schedule); "
         "delivered = those of them that reached their client. The person's messages are "
         f"posted over {STAGGER_S:.0f} s in a shuffled order; with two workers, conversation i "
         "is posted to worker i mod 2.",
