@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
@@ -22,6 +23,7 @@ import pytest
 
 from creative_studio.store.database import Database
 from creative_studio.store.embedded_postgres import start_embedded_postgres, stop_embedded_postgres
+from tests.comfyui_double import ComfyUIDouble
 from tests.service_guard import (
     CLOSED_URL,
     GUARDED_PORTS,
@@ -91,3 +93,19 @@ async def database(fresh_db_url: str, tmp_path: Path) -> AsyncIterator[Database]
         yield db
     finally:
         await db.close()
+
+
+@pytest.fixture
+def doubles() -> Iterator[Callable[..., ComfyUIDouble]]:
+    """Start ComfyUI doubles with ``doubles(**options)``; all are stopped after the test."""
+    started: list[ComfyUIDouble] = []
+
+    def start(**options: Any) -> ComfyUIDouble:
+        double = ComfyUIDouble(**options).start()
+        started.append(double)
+        return double
+
+    yield start
+    for double in started:
+        double.hold = False  # a held run must not keep the server from stopping
+        double.stop()

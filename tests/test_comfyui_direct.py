@@ -10,7 +10,7 @@ models, and moves to another when its server dies mid-run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -33,21 +33,6 @@ def comfy() -> Iterator[ComfyUIDouble]:
     double.start()
     yield double
     double.stop()
-
-
-@pytest.fixture
-def doubles() -> Iterator[Callable[..., ComfyUIDouble]]:
-    started: list[ComfyUIDouble] = []
-
-    def start(**options: Any) -> ComfyUIDouble:
-        double = ComfyUIDouble(**options).start()
-        started.append(double)
-        return double
-
-    yield start
-    for double in started:
-        double.hold = False
-        double.stop()
 
 
 async def _run(url: str, **configurable: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:

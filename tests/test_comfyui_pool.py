@@ -5,7 +5,7 @@ finished on the other, and the outputs come from whichever ran it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from creative_studio.tools.settings import StudioSettings
 from creative_studio.tools.storage import LocalStorage
 from creative_studio.workflows.plan import TechnicalPlan
 from tests.api_server import ApiServer
-from tests.comfyui_double import ComfyUIDouble
 from tests.fakes import make_provider
 from tests.test_api import new_conversation
 from tests.test_generation_conversation import follow
@@ -43,21 +42,6 @@ async def until(predicate: Callable[[], bool], within: float = 60.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def doubles() -> Iterator[Callable[..., ComfyUIDouble]]:
-    started: list[ComfyUIDouble] = []
-
-    def start(**options: Any) -> ComfyUIDouble:
-        double = ComfyUIDouble(**options).start()
-        started.append(double)
-        return double
-
-    yield start
-    for double in started:
-        double.hold = False
-        double.stop()
 
 
 class Pooled:
