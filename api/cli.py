@@ -326,10 +326,9 @@ def serve(settings: StudioSettings) -> int:
     atexit hook stops the server it started. (With Python's defaults SIGTERM would end the
     process on the spot, and the KeyboardInterrupt of SIGINT would be swallowed by uvicorn.)
     """
-    import uvicorn
-
     from creative_studio.api.app import create_app
     from creative_studio.api.gc_tuning import tune_for_serving
+    from creative_studio.api.server import run_server
 
     if not is_loopback(settings.host) and not settings.api_token:
         raise InvalidInputError(
@@ -340,7 +339,7 @@ def serve(settings: StudioSettings) -> int:
     signal.signal(signal.SIGINT, raise_terminated)  # SIGTERM: already, see main
     app = create_app(settings)
     tune_for_serving()
-    uvicorn.run(
+    run_server(
         app,
         host=settings.host,
         port=settings.port,

@@ -103,10 +103,9 @@ class ClockModel(BaseChatModel):
 
 def serve(port: int, data_dir: Path) -> None:
     """The server process: the studio with the clock model for every role."""
-    import uvicorn
-
     from creative_studio.api.app import create_app
     from creative_studio.api.gc_tuning import tune_for_serving
+    from creative_studio.api.server import run_server
     from creative_studio.tools.models import StaticProvider
     from creative_studio.tools.settings import StudioSettings
 
@@ -115,7 +114,7 @@ def serve(port: int, data_dir: Path) -> None:
     )
     app = create_app(settings, provider=StaticProvider({}, default=ClockModel()), web_dir=None)
     tune_for_serving()  # as `creative-studio serve` does
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    run_server(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 def _spawn_clients(streams: list[tuple[str, str]], seconds: float) -> list[subprocess.Popen[str]]:

@@ -134,6 +134,10 @@ class EventLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._writer = None
+        self.end_streams()
+
+    def end_streams(self) -> None:
+        """Every live follower ends (the server stops; clients resume with Last-Event-ID)."""
         for subscribers in self._subscribers.values():
             for subscriber in subscribers:
                 with contextlib.suppress(asyncio.QueueFull):
