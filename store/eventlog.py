@@ -117,6 +117,7 @@ class EventLog:
         )
         self._subscribers: dict[str, set[_Subscriber]] = {}
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False  # end_streams was called: no new follower is served
         if notifier is not None:
             notifier.listen(CHANNEL, self._on_notify)
             notifier.on_reconnect(self._wake_all)
@@ -137,7 +138,9 @@ class EventLog:
         self.end_streams()
 
     def end_streams(self) -> None:
-        """Every live follower ends (the server stops; clients resume with Last-Event-ID)."""
+        """Every live follower ends, and any that starts from now on ends at once (the
+        server stops; a client resumes with Last-Event-ID on the next one)."""
+        self._closing = True
         for subscribers in self._subscribers.values():
             for subscriber in subscribers:
                 with contextlib.suppress(asyncio.QueueFull):
@@ -355,6 +358,8 @@ class EventLog:
         keep-alive ping): it then yields an empty batch if nothing was stored meanwhile, so
         the caller waits on one queue for everything.
         """
+        if self._closing:
+            return  # the server is stopping: reconnect to the next one
         conversation_id = str(UUID(conversation_id))
         subscriber = _Subscriber()
         self._subscribers.setdefault(conversation_id, set()).add(subscriber)
