@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -26,17 +25,9 @@ PROMPT_ID = "110500cb-6449-4eec-8c82-4df5ce3beb82"
 
 
 @pytest.fixture
-def comfy() -> Iterator[Callable[..., ComfyUIDouble]]:
-    started: list[ComfyUIDouble] = []
-
-    def start(**options: Any) -> ComfyUIDouble:
-        double = ComfyUIDouble(**options).start()
-        started.append(double)
-        return double
-
-    yield start
-    for double in started:
-        double.stop()
+def comfy(doubles: Callable[..., ComfyUIDouble]) -> Callable[..., ComfyUIDouble]:
+    """``comfy(**options)`` starts a ComfyUI double (tests/conftest.py ``doubles``)."""
+    return doubles
 
 
 async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:

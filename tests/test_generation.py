@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,17 +50,9 @@ class Events:
 
 
 @pytest.fixture
-def comfy() -> Iterator[Callable[..., ComfyUIDouble]]:
-    started: list[ComfyUIDouble] = []
-
-    def start(**options: Any) -> ComfyUIDouble:
-        double = ComfyUIDouble(**options).start()
-        started.append(double)
-        return double
-
-    yield start
-    for double in started:
-        double.stop()
+def comfy(doubles: Callable[..., ComfyUIDouble]) -> Callable[..., ComfyUIDouble]:
+    """``comfy(**options)`` starts a ComfyUI double (tests/conftest.py ``doubles``)."""
+    return doubles
 
 
 class Setup:
