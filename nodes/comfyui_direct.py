@@ -213,12 +213,7 @@ async def _fit(
     prefers such a server over one the plan had to be adapted to."""
     info = await client.object_info(refresh=refresh)
     built = build(plan, info, filename_prefix=prefix, explicit=explicit)
-    exact = (
-        built.plan.checkpoint == plan.checkpoint
-        and [lora.name for lora in built.plan.loras] == [lora.name for lora in plan.loras]
-        and not built.unavailable
-    )
-    return Fit(built, exact)
+    return Fit(built, built.keeps_models_of(plan))
 
 
 async def _holding(pool: ComfyUIPool, prompt_id: str) -> str | None:

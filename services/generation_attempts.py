@@ -137,12 +137,7 @@ async def prepare(
             ) from error
     templates = await templates_for(service, job.plan)
     built = build_for(service, job, info, templates, comfy_image)
-    exact = (
-        built.plan.checkpoint == job.plan.checkpoint
-        and [lora.name for lora in built.plan.loras] == [lora.name for lora in job.plan.loras]
-        and not built.unavailable
-    )
-    return Fit(built, exact)
+    return Fit(built, built.keeps_models_of(job.plan))
 
 
 async def execute(service: GenerationService, job: _Job) -> GenerationOutcome:

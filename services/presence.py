@@ -89,11 +89,9 @@ class IdleWatch:
         paused = []
         for conversation_id in candidates:
             here = self.last_seen.get(conversation_id)
-            aways = [
-                a
-                for a in (None if here is None else now - here, elsewhere.get(conversation_id))
-                if a is not None
-            ]
+            aways = [] if here is None else [now - here]
+            if conversation_id in elsewhere:
+                aways.append(elsewhere[conversation_id])
             if not aways:
                 continue  # never seen: nothing to judge by
             limit = await self._idle_limit(conversation_id)

@@ -56,6 +56,15 @@ class BuiltWorkflow:
     notes: list[str] = field(default_factory=list)  # what changed and why, for the person
     unavailable: list[Availability] = field(default_factory=list)  # templates skipped
 
+    def keeps_models_of(self, plan: TechnicalPlan) -> bool:
+        """Built with the checkpoint, LoRAs and template ``plan`` names, none swapped for
+        what the server has (a pool of servers prefers one where this holds)."""
+        return (
+            self.plan.checkpoint == plan.checkpoint
+            and [lora.name for lora in self.plan.loras] == [lora.name for lora in plan.loras]
+            and not self.unavailable
+        )
+
 
 # --------------------------------------------------------------------------- model choices
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, status
@@ -21,7 +20,7 @@ from creative_studio.api.schemas import (
 )
 from creative_studio.api.sse import EventStream
 from creative_studio.core.errors import InvalidInputError
-from creative_studio.services.generation_previews import Line, with_previews
+from creative_studio.services.generation_previews import with_previews
 
 router = APIRouter(prefix="/conversations", tags=["chat"])
 
@@ -127,8 +126,10 @@ async def stream_events(
 
     caught_up = await studio.events.last_id(cid)
 
-    async def batches() -> AsyncIterator[list[Line]]:
-        live = with_previews(
+    # An open stream counts as the person being here: the idle watch asks the event log
+    # who is followed (services/presence.py), so nothing is touched per event.
+    return EventStream(
+        with_previews(
             lambda waker: studio.events.follow_batches(cid, since, waker=waker),
             studio.generations.previews,
             cid,
@@ -136,11 +137,7 @@ async def stream_events(
             caught_up=caught_up,
             ping=15,
         )
-        async for batch in live:
-            studio.touch(cid)
-            yield batch
-
-    return EventStream(batches())
+    )
 
 
 @router.get("/{conversation_id}/events/log")
