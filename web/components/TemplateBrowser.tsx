@@ -112,7 +112,7 @@ export function TemplateBrowser({
           ComfyUI is not connected, so whether each template runs is unknown. {list.comfyui_detail}
         </p>
       )}
-      <ul className="stack" style={{ listStyle: "none", padding: 0, maxHeight: 360, overflowY: "auto" }}>
+      <ul className="stack template-list">
         {shown.map((item) => (
           <li key={item.name} data-testid={`template-${item.name}`} className="small">
             <div className="row">

@@ -255,7 +255,16 @@ try {
     await page.waitForSelector("[data-testid=connection]", { timeout: 20_000 });
     await restarted;
     await page.waitForSelector("[data-testid=connection]", { state: "detached", timeout: 30_000 });
-    await api.waitStatus(conversation.id, (d) => !d.running && d.status !== "running", 180_000);
+    const detail = await api.waitStatus(conversation.id, (d) => !d.running && d.status !== "running", 180_000);
+    if (detail.status !== "complete" || detail.generation?.status !== "complete") {
+      // One line that says how the run ended: its last events.
+      const log = await api.get(`/api/conversations/${conversation.id}/events/log?after=0&limit=1000`);
+      const tail = log
+        .filter((e) => e.kind !== "token")
+        .slice(-12)
+        .map((e) => `${e.kind}:${JSON.stringify(e.data).slice(0, 80)}`);
+      check(false, `after the restart the run ended ${detail.status} (generation ${detail.generation?.status}); ${tail.join(" | ")}`);
+    }
     await sameAsServer(api, conversation.id);
   });
 
@@ -463,9 +472,19 @@ try {
     for (const route of ["/", `/chat/${conversationId}`, "/settings", "/gallery"]) {
       await page.goto(`${stack.url}${route}`);
       await page.waitForSelector(route.startsWith("/chat") ? ".msg" : "h1, h2");
-      await sleep(500);
+      // Measured once what the page loads has arrived (Settings' health check, the gallery).
+      if (!route.startsWith("/chat")) await page.waitForLoadState("networkidle", { timeout: 10_000 }).catch(() => undefined);
+      if (route === "/settings") await page.waitForSelector("[data-testid=health-ollama][data-ok]", { timeout: 15_000 });
+      await sleep(300);
       const width = await page.evaluate(() => document.documentElement.scrollWidth);
-      check(width <= 392, `${route} is ${width} px wide`);
+      const wide = await page.evaluate(() =>
+        [...document.querySelectorAll("body *")]
+          .filter((el) => el.getBoundingClientRect().right > 392)
+          .slice(0, 5)
+          .map((el) => `${el.tagName.toLowerCase()}.${el.className}#${el.id} "${(el.textContent ?? "").slice(0, 60)}"`),
+      );
+      if (width > 392) await page.screenshot({ path: `test-results/phone-${route.replaceAll("/", "_")}.png`, fullPage: true });
+      check(width <= 392, `${route} is ${width} px wide: ${wide.join(" | ")}`);
     }
     await page.goto(`${stack.url}/chat/${conversationId}`);
     await page.waitForSelector(".msg");
