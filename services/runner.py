@@ -378,7 +378,8 @@ class ConversationRunner:
         if self.sink is None:
             return
         try:
-            await self.sink(StudioEvent(kind=kind, conversation_id=cid, data=data))
+            # Our own values (every token passes here): built without validation.
+            await self.sink(StudioEvent.model_construct(kind=kind, conversation_id=cid, data=data))
         except Exception as error:  # a broken client must never break the conversation
             if is_connection_error(error):  # the event log is in the database that is away
                 log.debug("event %s of %s not stored: %s", kind, cid, error)

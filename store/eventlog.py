@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -96,9 +97,12 @@ class _Subscriber:
             self.queue.put_nowait(_WAKE)
 
 
-def _lock_key(conversation_id: str) -> int:
-    """A 31-bit key per conversation; a collision only serialises two conversations."""
-    return UUID(conversation_id).int & 0x7FFFFFFF
+@functools.lru_cache(maxsize=4096)
+def _canonical(conversation_id: str) -> tuple[str, int]:
+    """The conversation id as the table spells it, and its 31-bit lock key (a collision
+    only serialises two conversations). Cached: every event of a batch asks."""
+    value = UUID(conversation_id)
+    return str(value), value.int & 0x7FFFFFFF
 
 
 class EventLog:
@@ -198,7 +202,7 @@ class EventLog:
         the server together and their results come back together, so a batch costs one
         round trip - and one wait on a busy event loop.
         """
-        keys = sorted({_lock_key(str(UUID(e.conversation_id))) for e in events})
+        keys = sorted({_canonical(e.conversation_id)[1] for e in events})
         notifier = self.notifier
         async with self.pool.connection() as conn:
             async with conn.pipeline(), conn.transaction():
@@ -221,7 +225,7 @@ class EventLog:
         for event, row in zip(events, rows, strict=True):  # rows in id order: events' order
             logged = LoggedEvent.model_construct(  # our own values: nothing to validate
                 id=int(row["id"]),
-                conversation_id=str(UUID(event.conversation_id)),
+                conversation_id=_canonical(event.conversation_id)[0],
                 kind=event.kind,
                 data=event.data,
                 created_at=event.at,
@@ -238,32 +242,66 @@ class EventLog:
                 self._subscribers[conversation_id].discard(subscriber)
 
     def _on_notify(self, payload: str) -> None:
-        """Another worker stored an event: hand it to this conversation's subscribers here.
+        """Another worker stored events: hand them to their conversations' subscribers here.
 
-        A small event travels in the payload (``instance|cid|id|previous|kind|at|data``):
-        a subscriber that had the previous one sends it from memory, as a local event.
-        A large one (``instance|cid|id|previous``) or an older worker's hint
-        (``instance|cid|id``) only wakes them: they read the table.
+        A payload (store/event_sql.py) is ``instance|[[cid, id, previous, kind, at, data],
+        ...]``: a subscriber that had the previous event sends a small one from memory, as a
+        local event; one without its data (too large for a payload) only wakes it: it reads
+        the table. An older worker's payload (``instance|cid|id[|previous|kind|at|data]``,
+        one event) is understood too.
         """
-        parts = payload.split("|", 6)
-        if self.notifier is None or len(parts) < 3 or parts[0] == self.notifier.instance:
-            return  # our own (already delivered) or not ours to read
-        cid, last = parts[1], parts[2]
-        if cid not in self._subscribers or not last.isdigit():
+        instance, _, rest = payload.partition("|")
+        if self.notifier is None or instance == self.notifier.instance:
+            return  # our own (already delivered)
+        if not rest.startswith("["):
+            self._on_single(rest)
             return
-        if len(parts) == 7 and parts[3].isdigit():
+        try:
+            items = json.loads(rest)
+        except ValueError:
+            return
+        subscribed = self._subscribers
+        for item in items:
+            try:
+                cid, event_id, previous, kind, at, data = item
+                if cid not in subscribed:
+                    continue
+                if data is None:
+                    self._deliver(cid, int(event_id))
+                    continue
+                event = LoggedEvent.model_construct(
+                    id=int(event_id),
+                    conversation_id=cid,
+                    kind=kind,
+                    data=data,
+                    created_at=datetime.fromisoformat(at),
+                )
+            except (TypeError, ValueError):  # not ours to understand: the table has it
+                with contextlib.suppress(TypeError, ValueError, IndexError):
+                    if item[0] in subscribed:
+                        self._deliver(item[0], int(item[1]))
+                continue
+            self._deliver(cid, _Stored(event, int(previous)))
+
+    def _on_single(self, rest: str) -> None:
+        """One event, as workers before per-batch payloads announced it."""
+        parts = rest.split("|", 5)
+        if len(parts) < 2 or parts[0] not in self._subscribers or not parts[1].isdigit():
+            return
+        cid, last = parts[0], parts[1]
+        if len(parts) == 6 and parts[2].isdigit():
             try:
                 event = LoggedEvent.model_construct(
                     id=int(last),
                     conversation_id=cid,
-                    kind=parts[4],
-                    data=json.loads(parts[6]),
-                    created_at=datetime.fromisoformat(json.loads(parts[5])),
+                    kind=parts[3],
+                    data=json.loads(parts[5]),
+                    created_at=datetime.fromisoformat(json.loads(parts[4])),
                 )
-            except ValueError:  # not ours to understand: the table has it
+            except ValueError:
                 self._deliver(cid, int(last))
                 return
-            self._deliver(cid, _Stored(event, int(parts[3])))
+            self._deliver(cid, _Stored(event, int(parts[2])))
         else:
             self._deliver(cid, int(last))
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from creative_studio.core.events import StudioEvent
 from creative_studio.store.database import Database
 from creative_studio.store.event_frames import coalesce
-from creative_studio.store.eventlog import EventLog, LoggedEvent
+from creative_studio.store.eventlog import CHANNEL, EventLog, LoggedEvent
 from creative_studio.store.notify import Notifier
 from creative_studio.store.repository import StudioRepository
 
@@ -138,6 +138,57 @@ async def test_another_workers_events_arrive_in_order_once_small_ones_without_a_
         assert reads, "a large event is read from the table"
         stored = await a.read(cid)
         assert [(e.id, e.kind, e.data) for e in seen] == [(e.id, e.kind, e.data) for e in stored]
+    finally:
+        await a.stop()
+        await b.stop()
+        for notifier in notifiers:
+            await notifier.stop()
+
+
+async def test_a_burst_reaches_another_worker_in_grouped_notifications_without_a_read(
+    database: Database,
+) -> None:
+    """A burst of events of three conversations, written in a few large batches, reaches
+    B in payloads that each carry many events (store/event_sql.py): every follower gets
+    its conversation's events in order, exactly once, from the notifications alone."""
+    notifiers = [Notifier(lambda: database.monitor.url) for _ in range(2)]
+    a = EventLog(database.pool, notifier=notifiers[0])
+    b = EventLog(database.pool, notifier=notifiers[1])
+    payloads: list[str] = []
+    notifiers[1].listen(CHANNEL, payloads.append)
+    for notifier in notifiers:
+        await notifier.start()
+    reads: list[int] = []
+    read = b.read
+
+    async def counted(conversation_id: str, after: int = 0, limit: int = 1000) -> list[LoggedEvent]:
+        reads.append(after)
+        return await read(conversation_id, after, limit)
+
+    b.read = counted  # type: ignore[method-assign]
+    try:
+        cids = [await _conversation(database) for _ in range(3)]
+        followers = [asyncio.create_task(_take(b.follow(cid), until="status")) for cid in cids]
+        for _ in range(100):
+            if all(b.listeners(cid) for cid in cids):
+                break
+            await asyncio.sleep(0.01)
+        reads.clear()
+        for i in range(240):  # a new message id each time: nothing is coalesced
+            cid = cids[i % 3]
+            await a.publish(token(cid, f"word {i} " + "·" * 60, message_id=f"m{i}"))
+        for cid in cids:
+            await a.publish_status(cid, "idle")
+        seen = await asyncio.wait_for(asyncio.gather(*followers), 20)
+        assert reads == [], "events of a burst were read back from the table"
+        assert all(len(p.encode()) < 8000 for p in payloads)
+        assert len(payloads) < 243 / 4, f"{len(payloads)} notifications for 243 events"
+        for cid, events in zip(cids, seen, strict=True):
+            stored = await a.read(cid)
+            assert len(stored) == 81
+            assert [(e.id, e.kind, e.data) for e in events] == [
+                (e.id, e.kind, e.data) for e in stored
+            ]
     finally:
         await a.stop()
         await b.stop()
