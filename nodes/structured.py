@@ -35,10 +35,10 @@ def _constrained(
     Ollama takes the JSON schema as ``format``; the embedded llama.cpp model has its own
     bounded grammar per schema (tools/embedded.py GRAMMARS), selected by the schema's name.
     """
-    kind = type(model).__name__
-    if kind == "ChatOllama":
+    kinds = {cls.__name__ for cls in type(model).__mro__}  # StreamingChatOllama is one too
+    if "ChatOllama" in kinds:
         return model.bind(format=schema.model_json_schema())
-    if kind == "ChatEmbedded":
+    if "ChatEmbedded" in kinds:
         return model.bind(json_schema=schema.__name__)
     return model
 

@@ -32,12 +32,26 @@ async def stream_reply(
     """The model's reply, each token sent to ``sink`` as it arrives.
 
     No callbacks are attached to this model call: nothing else listens to its tokens
-    (the runner asks LangGraph for no "messages" stream), so none is paid for.
+    (the runner asks LangGraph for no "messages" stream), so none is paid for. A model
+    with ``astream_text`` (tools/ollama_stream.py) is read that way: plain text pieces,
+    then one dict with the response and usage metadata, no LangChain chunk per token.
     """
     message_id = f"lc_run--{uuid4()}"
     texts: list[str] = []
     response: dict[str, Any] = {}
     usage: Any = None
+    stream_text = getattr(model, "astream_text", None)
+    if stream_text is not None:  # tools/ollama_stream.py: text pieces, then the metadata
+        async for piece in stream_text(messages):
+            if isinstance(piece, str):
+                texts.append(piece)
+                await sink(role, message_id, piece)
+            else:
+                response.update(piece.get("response_metadata") or {})
+                usage = piece.get("usage_metadata") or usage
+        return AIMessage(
+            content="".join(texts), id=message_id, response_metadata=response, usage_metadata=usage
+        )
     async for chunk in model.astream(messages, config={"callbacks": []}):
         text = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
         if text:

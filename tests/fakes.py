@@ -20,6 +20,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
+from creative_studio.core.events import TOKEN_SINK_KEY
 from creative_studio.tools.models import StaticProvider
 
 _KIND = re.compile(r"Turn:\s*(\w+)\s*$")
@@ -170,12 +171,24 @@ class Trace:
         self.tokens: list[tuple[str, str]] = []
 
 
-async def run_turns(graph: Any, payload: Any, config: dict[str, Any]) -> Trace:
-    """Stream one run the way the runner does and collect phases, messages, interrupts."""
+async def run_turns(
+    graph: Any, payload: Any, config: dict[str, Any], *, sink: bool = False
+) -> Trace:
+    """Stream one run and collect phases, messages, interrupts and tokens.
+
+    Tokens come through LangGraph's "messages" stream (as in LangGraph Studio), or with
+    ``sink`` through a token sink in the configurable, as the conversation runner has them
+    (nodes/token_stream.py); a token's node is then its speaker's role."""
     trace = Trace()
-    async for mode, chunk in graph.astream(
-        payload, config, stream_mode=["updates", "messages"], durability="sync"
-    ):
+    modes = ["updates", "messages"]
+    if sink:
+
+        async def collect(role: str, message_id: str, text: str) -> None:
+            trace.tokens.append((role, text))
+
+        config = {**config, "configurable": {**config["configurable"], TOKEN_SINK_KEY: collect}}
+        modes = ["updates"]
+    async for mode, chunk in graph.astream(payload, config, stream_mode=modes, durability="sync"):
         if mode == "messages":
             message, meta = chunk
             if message.text:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
+import operator
 import re
 import socket
 import threading
@@ -78,10 +81,16 @@ def studio_notes(state: dict[str, Any]) -> list[str]:
     return [m.text for m in state["messages"] if m.additional_kwargs.get("kind") == "unavailable"]
 
 
-async def test_ollama_specialists_stream_tokens_and_keep_ollamas_counters(ollama):
+# Streamed turns through LangGraph's "messages" stream (LangGraph Studio, no token sink) and
+# through the runner's token sink (the studio: tools/ollama_stream.py reads the NDJSON).
+PATHS = pytest.mark.parametrize("sink", [False, True], ids=["messages-stream", "token-sink"])
+
+
+@PATHS
+async def test_ollama_specialists_stream_tokens_and_keep_ollamas_counters(ollama, sink):
     graph = graph_for(ollama.url)
     cfg = config(default_model="ollama:llama3.2:3b")
-    trace = await run_turns(graph, request_message(), cfg)
+    trace = await run_turns(graph, request_message(), cfg, sink=sink)
     state = (await graph.aget_state(cfg)).values
     assert state["phase"] == "complete" and state["plan"]["seed"] == 42
     # Tokens arrived one NDJSON line at a time, per speaker node.
@@ -111,12 +120,13 @@ async def test_ollama_specialists_stream_tokens_and_keep_ollamas_counters(ollama
     )
 
 
-async def test_a_missing_model_is_named_with_the_pull_command_and_the_others_go_on(ollama):
+@PATHS
+async def test_a_missing_model_is_named_with_the_pull_command_and_the_others_go_on(ollama, sink):
     graph = graph_for(ollama.url)
     cfg = config(
         default_model="ollama:llama3.2:3b", model_assignments={"story": "ollama:llama3.1:8b"}
     )
-    await run_turns(graph, request_message(), cfg)
+    await run_turns(graph, request_message(), cfg, sink=sink)
     state = (await graph.aget_state(cfg)).values
     notes = studio_notes(state)
     assert notes, "Saga's failure should be noted in the chat"
@@ -132,11 +142,12 @@ async def test_a_missing_model_is_named_with_the_pull_command_and_the_others_go_
     assert state["phase"] == "complete"
 
 
-async def test_an_unreachable_server_is_named_and_the_conversation_is_kept(fast_retries):
+@PATHS
+async def test_an_unreachable_server_is_named_and_the_conversation_is_kept(fast_retries, sink):
     host = closed_port()
     graph = graph_for(host)
     cfg = config(default_model="ollama:llama3.2:3b")
-    await run_turns(graph, request_message(), cfg)
+    await run_turns(graph, request_message(), cfg, sink=sink)
     state = (await graph.aget_state(cfg)).values
     notes = studio_notes(state)
     assert len(notes) == 5  # five failures in a row: the team stops and waits
@@ -145,7 +156,8 @@ async def test_an_unreachable_server_is_named_and_the_conversation_is_kept(fast_
     assert state["messages"][0].text == REQUEST  # nothing the person said is lost
 
 
-async def test_a_dropped_connection_is_retried_before_the_gap_is_noted(fast_retries):
+@PATHS
+async def test_a_dropped_connection_is_retried_before_the_gap_is_noted(fast_retries, sink):
     """A server that accepts and hangs up: each turn is tried three times."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -171,7 +183,7 @@ async def test_a_dropped_connection_is_retried_before_the_gap_is_noted(fast_retr
         host = f"http://127.0.0.1:{listener.getsockname()[1]}"
         graph = graph_for(host)
         cfg = config(default_model="ollama:llama3.2:3b", max_rounds=1)
-        await run_turns(graph, request_message(), cfg)
+        await run_turns(graph, request_message(), cfg, sink=sink)
         notes = studio_notes((await graph.aget_state(cfg)).values)
     finally:
         stop.set()
@@ -182,7 +194,8 @@ async def test_a_dropped_connection_is_retried_before_the_gap_is_noted(fast_retr
     assert f"cannot reach Ollama at {host}" in notes[0]
 
 
-async def test_a_slow_model_times_out_with_a_hint_to_pick_a_smaller_one(ollama):
+@PATHS
+async def test_a_slow_model_times_out_with_a_hint_to_pick_a_smaller_one(ollama, sink):
     ollama.hang_seconds = 1.0
     graph = graph_for(ollama.url)
     cfg = config(
@@ -191,7 +204,7 @@ async def test_a_slow_model_times_out_with_a_hint_to_pick_a_smaller_one(ollama):
             role: 0.3 for role in ("style", "composition", "story", "technical", "critic")
         },
     )
-    await run_turns(graph, request_message(), cfg)
+    await run_turns(graph, request_message(), cfg, sink=sink)
     notes = studio_notes((await graph.aget_state(cfg)).values)
     assert notes[0].startswith(
         "Luna is unavailable: ollama:llama3.2:3b did not answer within 0.3 s"
@@ -266,3 +279,54 @@ def test_double_speaks_ndjson_with_a_final_done_line(ollama):
     missing = httpx.post(f"{ollama.url}/api/chat", json={"model": "x", "messages": []})
     assert missing.status_code == 404
     assert missing.json() == {"error": 'model "x" not found, try pulling it first'}
+
+
+async def test_the_token_sink_path_sends_what_chatollama_sends_and_reads_the_same_reply(ollama):
+    """tools/ollama_stream.py against ChatOllama on the same messages (an image among them):
+    the same request body on the wire, the same text, the same counters."""
+    from langchain_core.messages import SystemMessage
+
+    from creative_studio.tools.ollama_stream import StreamingChatOllama
+
+    pixel = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
+    messages = [
+        SystemMessage("You are Luna."),
+        HumanMessage(
+            content=[
+                {"type": "text", "text": "Start from this photo."},
+                {"type": "image_url", "image_url": f"data:image/png;base64,{pixel}"},
+            ]
+        ),
+    ]
+    ollama.reply = lambda body: LINES["Luna"]
+    model = StreamingChatOllama(
+        model="llama3.2:3b", base_url=ollama.url, keep_alive="10m", num_ctx=8192, seed=7
+    )
+    chunks = [chunk async for chunk in model.astream(messages)]
+    pieces = [piece async for piece in model.astream_text(messages)]
+    by_chatollama, by_stream = ollama.requests[-2], ollama.requests[-1]
+    assert by_stream == by_chatollama
+    assert by_stream["messages"][1]["images"] == [pixel]
+    texts = [p for p in pieces if isinstance(p, str)]
+    assert "".join(texts) == "".join(c.text for c in chunks) and len(texts) > 3
+    end = pieces[-1]
+    assert isinstance(end, dict)
+    final = functools.reduce(operator.add, chunks)  # ChatOllama's reply, as one message
+    for key in ("eval_count", "prompt_eval_count", "total_duration", "model_name"):
+        assert end["response_metadata"][key] == final.response_metadata[key]
+    assert end["usage_metadata"] == dict(final.usage_metadata or {})
+
+
+async def test_the_token_sink_path_names_a_missing_model_and_a_closed_port(ollama):
+    import httpx
+    from ollama import ResponseError
+
+    from creative_studio.tools.ollama_stream import StreamingChatOllama
+
+    missing = StreamingChatOllama(model="llama3.1:8b", base_url=ollama.url)
+    with pytest.raises(ResponseError) as raised:
+        [p async for p in missing.astream_text([HumanMessage("hi")])]
+    assert raised.value.status_code == 404 and "not found" in str(raised.value.error)
+    closed = StreamingChatOllama(model="llama3.2:3b", base_url=closed_port())
+    with pytest.raises(httpx.ConnectError):
+        [p async for p in closed.astream_text([HumanMessage("hi")])]

@@ -204,9 +204,9 @@ class AssignmentProvider:
             from creative_studio.tools.embedded import ChatEmbedded
 
             return ChatEmbedded(data_dir=self.data_dir, model=embedded, seed=config.model_seed)
-        from langchain_ollama import ChatOllama
+        from creative_studio.tools.ollama_stream import StreamingChatOllama
 
-        return ChatOllama(
+        return StreamingChatOllama(
             model=assignment.removeprefix("ollama:"),
             base_url=self.ollama_host,
             keep_alive=config.ollama_keep_alive,
