@@ -1,12 +1,14 @@
 """API figures: token delivery model → SSE client, cross-worker delivery, takeover after
 kill -9, memory per idle stream, history requests/s.
 
-The server runs in its own process (embedded Postgres, a fake model that streams 50
-tokens/s and writes the wall-clock time of each token into the token itself). The load
-clients are not the limit: several client processes, each reading its share of the streams
-with a raw asyncio socket reader that only looks for the clock marks (a frame that carries
-several coalesced tokens carries several marks; each token counts). The server's CPU time
-(the API process, and its PostgreSQL separately) is read before and after each row.
+The server runs in its own process (embedded Postgres), its model server in another:
+bench/ollama_clock.py speaks Ollama's /api/chat, streams 50 tokens/s per turn on a fixed
+clock and writes the wall-clock time each token was due into the token itself; the studio
+reads it with its own Ollama client, as it reads a real Ollama. The load clients are not the
+limit: several client processes, each reading its share of the streams with asyncio
+protocols that only look for the clock marks (a frame that carries several coalesced tokens
+carries several marks; each token counts). The server's CPU time (the API process, and its
+PostgreSQL separately) is read before and after each row.
 
     python -m bench.api            # prints tables, updates docs/benchmarks.md
 """
@@ -25,16 +27,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from bench.report import update_section
 from creative_studio.services.takeover import SWEEP_S
@@ -45,76 +42,41 @@ TOKENS_PER_TURN = 96  # the embedded model's turn budget; a 2-3 sentence turn
 STAGGER_S = 2.0
 CLIENT_PROCESSES = 4
 MARK_TEXT = re.compile(r"\u23f1(\d+)")  # the same mark in decoded text
+CLOCK_MODEL = "bench-clock"
+MODEL_SERVER = [""]  # bench/ollama_clock.py's URL, once main() started it
 
 
-class ClockModel(BaseChatModel):
-    """Streams tokens at a fixed rate; each token carries the time it was due."""
-
-    @property
-    def _llm_type(self) -> str:
-        return "bench-clock"
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        text = "READY - fine." if "Turn: vote" in messages[-1].text else "word " * 5
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
-
-    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        raise NotImplementedError
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        last = messages[-1].text
-        if (
-            "Turn: plan" in last
-            or "Turn: review" in last
-            or "Turn: vote" in last
-            or "Turn: plan_check" in last
-        ):
-            result = self._generate(messages)
-            yield ChatGenerationChunk(
-                message=AIMessageChunk(content=result.generations[0].message.text)
-            )
-            return
-        # On a fixed schedule, as a model server streams: token k is due k/rate after the
-        # start whether or not the studio kept up, and carries its due time, so a late
-        # studio shows as latency (tokens due meanwhile come at once, as buffered ones do).
-        start, start_ns = time.monotonic(), time.time_ns()
-        for k in range(1, TOKENS_PER_TURN + 1):
-            wait = start + k / TOKENS_PER_SECOND - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            token = f"⏱{start_ns + k * 1_000_000_000 // TOKENS_PER_SECOND} "
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
-            if run_manager:
-                await run_manager.on_llm_new_token(token, chunk=chunk)
-            yield chunk
-
-
-def serve(port: int, data_dir: Path) -> None:
-    """The server process: the studio with the clock model for every role."""
+def serve(port: int, data_dir: Path, ollama: str) -> None:
+    """The server process: the studio with the clock model server as Ollama for every role."""
     from creative_studio.api.app import create_app
     from creative_studio.api.gc_tuning import tune_for_serving
     from creative_studio.api.server import run_server
-    from creative_studio.tools.models import StaticProvider
     from creative_studio.tools.settings import StudioSettings
 
     settings = StudioSettings(
-        data_dir=data_dir, ollama_host="http://127.0.0.1:9", comfyui_url="http://127.0.0.1:9"
+        data_dir=data_dir,
+        ollama_host=ollama,
+        comfyui_url="http://127.0.0.1:9",
+        model=f"ollama:{CLOCK_MODEL}",
     )
-    app = create_app(settings, provider=StaticProvider({}, default=ClockModel()), web_dir=None)
+    app = create_app(settings, web_dir=None)
     tune_for_serving()  # as `creative-studio serve` does
     run_server(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def start_model_server() -> tuple[subprocess.Popen[str], str]:
+    """bench/ollama_clock.py in its own process, and its URL."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.ollama_clock", str(TOKENS_PER_SECOND), str(TOKENS_PER_TURN)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    url = server.stdout.readline().strip()
+    if not url.startswith("http://"):
+        raise RuntimeError("the bench's model server did not start")
+    return server, url
 
 
 def _spawn_clients(streams: list[tuple[str, str]], seconds: float) -> list[subprocess.Popen[str]]:
@@ -363,10 +325,12 @@ async def measure(base: str, pid: int, seconds: float, second: str, second_pid: 
     memory = await idle_stream_memory(base, pid, 1000)
     rps = await history_rps(base, 5, 10)
     lines = [
-        f"Server in its own process (uvicorn, embedded PostgreSQL); a fake model streams "
-        f"{TOKENS_PER_SECOND} tokens/s per conversation; latency = the time a token was due at the model (it streams on a fixed schedule) → "
-        f"token read from the SSE socket by one of {CLIENT_PROCESSES} client processes (raw "
-        "asyncio readers). Every event is stored before it is sent; tokens that wait together "
+        f"Server in its own process (uvicorn, embedded PostgreSQL); every role is "
+        f"`ollama:{CLOCK_MODEL}`, a model server in its own process (bench/ollama_clock.py, "
+        f"Ollama's wire format) that streams {TOKENS_PER_SECOND} tokens/s per turn; latency = "
+        "the time a token was due at the model (it streams on a fixed schedule) → token read "
+        f"from the SSE socket by one of {CLIENT_PROCESSES} client processes (asyncio "
+        "protocols). Every event is stored before it is sent; tokens that wait together "
         "for one commit are coalesced into one frame. CPU = server CPU seconds per 1,000 tokens "
         f"delivered (API processes; PostgreSQL apart). A turn is {TOKENS_PER_TURN} tokens. "
         "A conversation streams only while a specialist speaks (plans, votes and questions "
@@ -394,7 +358,17 @@ async def measure(base: str, pid: int, seconds: float, second: str, second_pid: 
 
 def _start(port: int, data_dir: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench.api", "--serve", str(port), "--data-dir", data_dir],
+        [
+            sys.executable,
+            "-m",
+            "bench.api",
+            "--serve",
+            str(port),
+            "--data-dir",
+            data_dir,
+            "--ollama",
+            MODEL_SERVER[0],
+        ],
         cwd=Path(__file__).resolve().parent.parent,
         env=env,
     )
@@ -440,13 +414,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--ollama", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.data_dir)
+        serve(args.serve, args.data_dir, args.ollama)
         return
     from tests.api_server import free_port
+
+    model_server, MODEL_SERVER[0] = start_model_server()
 
     ports = free_port(), free_port()
     with tempfile.TemporaryDirectory() as data_dir:
@@ -468,6 +445,7 @@ def main() -> None:
             took = _takeover(data_dir)
         finally:
             _stop(first)
+            model_server.kill()
     text += (
         f"\n\nTakeover after kill -9 (lease ttl {configured_ttl():.0f} s, renewed every "
         f"{configured_ttl() / 3:.0f} s, sweep every {SWEEP_S:.0f} s): the worker running a "

@@ -19,8 +19,9 @@ producers instead of filling memory.
 Several workers on one database (store/notify.py): writers of a conversation are
 serialised by a transaction-level advisory lock taken before the ids are drawn, so within
 a conversation ids follow commit order. Every stored event carries the id of the
-conversation's previous event, and is NOTIFYed on ``studio_events`` when committed, with
-its content when it fits. A subscriber sends an event - its own worker's or one that came
+conversation's previous event, and is NOTIFYed on ``studio_events`` when committed, a
+few notifications per batch, with its content when it fits (store/event_notices.py reads
+them). A subscriber sends an event - its own worker's or one that came
 in a notification - straight from memory only when it follows the last one it sent;
 otherwise, and for a notification without content, it reads the table (the log stays the
 truth). So order and exactly-once hold with any number of writers, and Last-Event-ID
@@ -32,22 +33,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel
 
 from creative_studio.core.errors import InvalidInputError
 from creative_studio.core.events import StudioEvent
 from creative_studio.store.availability import is_connection_error
 from creative_studio.store.event_frames import coalesce
+from creative_studio.store.event_notices import LoggedEvent, read_notice
 from creative_studio.store.event_sql import INSERT_BATCH, rows_document
 from creative_studio.store.notify import Notifier
 
@@ -59,14 +57,6 @@ TOKEN_BACKLOG = 5_000  # events waiting to be stored before token publishers wai
 SUBSCRIBER_BACKLOG = 10_000  # a client that falls this far behind is dropped; it reconnects
 CHANNEL = "studio_events"
 _LOCK_CLASS = 0x5E7E  # advisory lock space of the event log (two-key form: its own space)
-
-
-class LoggedEvent(BaseModel):
-    id: int
-    conversation_id: str
-    kind: str
-    data: dict[str, Any]
-    created_at: datetime | None = None
 
 
 class _Stored:
@@ -242,68 +232,15 @@ class EventLog:
                 self._subscribers[conversation_id].discard(subscriber)
 
     def _on_notify(self, payload: str) -> None:
-        """Another worker stored events: hand them to their conversations' subscribers here.
-
-        A payload (store/event_sql.py) is ``instance|[[cid, id, previous, kind, at, data],
-        ...]``: a subscriber that had the previous event sends a small one from memory, as a
-        local event; one without its data (too large for a payload) only wakes it: it reads
-        the table. An older worker's payload (``instance|cid|id[|previous|kind|at|data]``,
-        one event) is understood too.
-        """
-        instance, _, rest = payload.partition("|")
-        if self.notifier is None or instance == self.notifier.instance:
-            return  # our own (already delivered)
-        if not rest.startswith("["):
-            self._on_single(rest)
+        """Another worker stored events: hand them to their conversations' subscribers here
+        (store/event_notices.py); one that came without its data only wakes them."""
+        if self.notifier is None:
             return
-        try:
-            items = json.loads(rest)
-        except ValueError:
-            return
-        subscribed = self._subscribers
-        for item in items:
-            try:
-                cid, event_id, previous, kind, at, data = item
-                if cid not in subscribed:
-                    continue
-                if data is None:
-                    self._deliver(cid, int(event_id))
-                    continue
-                event = LoggedEvent.model_construct(
-                    id=int(event_id),
-                    conversation_id=cid,
-                    kind=kind,
-                    data=data,
-                    created_at=datetime.fromisoformat(at),
-                )
-            except (TypeError, ValueError):  # not ours to understand: the table has it
-                with contextlib.suppress(TypeError, ValueError, IndexError):
-                    if item[0] in subscribed:
-                        self._deliver(item[0], int(item[1]))
-                continue
-            self._deliver(cid, _Stored(event, int(previous)))
-
-    def _on_single(self, rest: str) -> None:
-        """One event, as workers before per-batch payloads announced it."""
-        parts = rest.split("|", 5)
-        if len(parts) < 2 or parts[0] not in self._subscribers or not parts[1].isdigit():
-            return
-        cid, last = parts[0], parts[1]
-        if len(parts) == 6 and parts[2].isdigit():
-            try:
-                event = LoggedEvent.model_construct(
-                    id=int(last),
-                    conversation_id=cid,
-                    kind=parts[3],
-                    data=json.loads(parts[5]),
-                    created_at=datetime.fromisoformat(json.loads(parts[4])),
-                )
-            except ValueError:
-                self._deliver(cid, int(last))
-                return
-            self._deliver(cid, _Stored(event, int(parts[2])))
-        else:
-            self._deliver(cid, int(last))
+        for notice in read_notice(payload, self.notifier.instance, self._subscribers):
+            if notice.event is None:
+                self._deliver(notice.conversation_id, notice.id)
+            else:
+                self._deliver(notice.conversation_id, _Stored(notice.event, notice.previous))
 
     def _wake_all(self) -> None:
         """The listener reconnected: notifications may be lost, every subscriber looks."""

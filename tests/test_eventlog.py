@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from creative_studio.core.events import StudioEvent
 from creative_studio.store.database import Database
 from creative_studio.store.event_frames import coalesce
+from creative_studio.store.event_notices import read_notice
 from creative_studio.store.eventlog import CHANNEL, EventLog, LoggedEvent
 from creative_studio.store.notify import Notifier
 from creative_studio.store.repository import StudioRepository
@@ -194,3 +195,29 @@ async def test_a_burst_reaches_another_worker_in_grouped_notifications_without_a
         await b.stop()
         for notifier in notifiers:
             await notifier.stop()
+
+
+def test_notices_of_older_workers_and_garbage_are_read_without_harm() -> None:
+    """store/event_notices.py: grouped payloads, the one-event payloads of workers from
+    before them, our own payloads (skipped) and garbage (nothing, or a hint to read)."""
+    cid, other = "c1", "c2"
+    at = '"2026-12-01T12:00:00+00:00"'
+    grouped = f'w2|[["{cid}", 5, 4, "token", {at}, {{"text": "a"}}], ["{other}", 6, 0, "token", {at}, null], ["{cid}", 7, 5, "message", {at}, null]]'
+    notices = read_notice(grouped, "w1", {cid})
+    assert [(n.conversation_id, n.id, n.previous, n.event is not None) for n in notices] == [
+        (cid, 5, 4, True),
+        (cid, 7, 0, False),
+    ]
+    assert notices[0].event is not None and notices[0].event.data == {"text": "a"}
+    assert read_notice(grouped, "w2", {cid}) == []  # our own
+    single = read_notice(f'w2|{cid}|9|8|token|{at}|{{"text": "b"}}', "w1", {cid})
+    assert [(n.id, n.previous, n.event and n.event.data) for n in single] == [(9, 8, {"text": "b"})]
+    assert [(n.id, n.event) for n in read_notice(f"w2|{cid}|10", "w1", {cid})] == [(10, None)]
+    for garbage in (
+        "",
+        "w2",
+        "w2|[not json",
+        "w2|[[1, 2]]",
+        f'w2|[["{cid}", "x", 1, "k", "t", {{}}]]',
+    ):
+        assert all(n.event is None for n in read_notice(garbage, "w1", {cid}))

@@ -1,0 +1,161 @@
+"""A model server for the API bench: Ollama's /api/chat wire format, tokens on a fixed clock.
+
+    python -m bench.ollama_clock TOKENS_PER_SECOND TOKENS_PER_TURN   # prints its URL
+
+The studio reaches it as it reaches Ollama (``ollama:bench-clock``, the studio's own client:
+tools/ollama_stream.py for streamed turns, ChatOllama for the rest), so the bench measures
+the path an Ollama user's tokens take. It runs in its own process and is written on bare
+asyncio protocols, so that serving 100 streams costs it little of the machine the studio is
+measured on.
+
+A streamed turn is TOKENS_PER_TURN NDJSON lines, token k due k/rate after the request
+arrived whether or not the studio keeps up (late tokens go at once, as a model server's
+buffered ones do); each token's text is ``⏱<ns> ``, the wall-clock time it was due, so the
+client reading the SSE stream can tell its latency. Votes answer "READY - fine."; structured
+turns (a ``format`` schema) and the plan, review and check turns answer at once with a
+short text (the studio records a failed plan and stops there, as the bench wants: it
+measures the discussion). /api/tags, /api/show and /api/version answer as Ollama does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+MODEL = "bench-clock:latest"
+QUICK = ("Turn: plan", "Turn: review", "Turn: vote", "Turn: plan_check")
+
+
+def _reply_text(body: dict[str, Any]) -> str | None:
+    """The whole reply of a turn answered at once, or None for a streamed turn."""
+    messages = body.get("messages") or [{}]
+    last = str(messages[-1].get("content") or "")
+    if "Turn: vote" in last:
+        return "READY - fine."
+    if body.get("format") or any(marker in last for marker in QUICK):
+        return "word " * 5
+    return None
+
+
+def _line(content: str, done: bool) -> bytes:
+    part: dict[str, Any] = {
+        "model": MODEL,
+        "created_at": "2026-12-01T12:00:00Z",
+        "message": {"role": "assistant", "content": content},
+        "done": done,
+    }
+    if done:
+        part |= {
+            "done_reason": "stop",
+            "total_duration": 1,
+            "load_duration": 1,
+            "prompt_eval_count": 1,
+            "prompt_eval_duration": 1,
+            "eval_count": 1,
+            "eval_duration": 1,
+        }
+    return json.dumps(part).encode() + b"\n"
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, rate: float, per_turn: int) -> None:
+        self.rate, self.per_turn = rate, per_turn
+        self.buffer = b""
+        self.busy = False
+        self.task: asyncio.Future[None] | None = None  # the request being answered
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.busy:
+            self._next_request()
+
+    def _next_request(self) -> None:
+        head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+        if not sep:
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = lines[0].split(" ", 2)
+        length = 0
+        for header in lines[1:]:
+            name, _, value = header.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        if len(rest) < length:
+            return
+        body, self.buffer = rest[:length], rest[length:]
+        self.busy = True
+        self.task = asyncio.ensure_future(self._answer(method, path.split("?")[0], body))
+
+    def _send(self, status: str, payload: bytes, kind: str = "application/json") -> None:
+        self.transport.write(
+            f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+
+    async def _answer(self, method: str, path: str, raw: bytes) -> None:
+        try:
+            if path == "/api/chat" and method == "POST":
+                await self._chat(json.loads(raw or b"{}"))
+            elif path == "/api/tags":
+                model = {"name": MODEL, "model": MODEL, "size": 1, "details": {}}
+                self._send("200 OK", json.dumps({"models": [model]}).encode())
+            elif path == "/api/show":
+                self._send("200 OK", json.dumps({"capabilities": ["completion"]}).encode())
+            elif path == "/api/version":
+                self._send("200 OK", b'{"version": "0.12.0"}')
+            else:
+                self._send("404 Not Found", b'{"error": "not found"}')
+        finally:
+            self.busy = False
+            if self.buffer and not self.transport.is_closing():
+                self._next_request()
+
+    async def _chat(self, body: dict[str, Any]) -> None:
+        quick = _reply_text(body)
+        if body.get("stream", True) is False:
+            self._send("200 OK", _line(quick or "word " * 5, True))
+            return
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        if quick is not None:
+            self.transport.write(
+                _chunk(_line(quick, False)) + _chunk(_line("", True)) + b"0\r\n\r\n"
+            )
+            return
+        start, start_ns = time.monotonic(), time.time_ns()
+        for k in range(1, self.per_turn + 1):
+            wait = start + k / self.rate - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self.transport.is_closing():
+                return  # the studio cancelled the turn
+            due = start_ns + k * 1_000_000_000 // int(self.rate)
+            self.transport.write(_chunk(_line(f"⏱{due} ", False)))
+        self.transport.write(_chunk(_line("", True)) + b"0\r\n\r\n")
+
+
+async def main(rate: float, per_turn: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _Connection(rate, per_turn), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    print(f"http://127.0.0.1:{port}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(float(sys.argv[1]), int(sys.argv[2])))
