@@ -40,7 +40,7 @@ _MAX_LISTED_ISSUES = 10
 class WorkflowIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # The pattern is checked in code (tools.workflow_store.check_name) so a wrong name gets
+    # The pattern is checked in code (store.workflow_names.check_name) so a wrong name gets
     # a sentence instead of a regular expression; it is documented here.
     name: str = Field(
         min_length=1,
