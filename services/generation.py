@@ -22,6 +22,10 @@ It owns every generation from the moment the team's plan leaves the discussion:
 * preview frames go to ``previews`` (services/generation_previews.py), never to the event
   sinks: they are live only, and a server that sends none is named once per conversation.
 
+The service keeps the jobs and their lifecycle; where their events go is
+services/generation_events.py (its base class), each generation's attempts are
+services/generation_attempts.py, and stopping them is services/generation_cancel.py.
+
 Generations run as tasks owned by the service, not by the graph node that asked for
 them: if the node is cancelled (the person interjected) the generation goes on and its
 events go to ``on_event`` instead of the node's stream. A generation that ends while no
@@ -35,13 +39,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from creative_studio.core.errors import NotFoundError, StudioError
+from creative_studio.services import generation_cancel
 from creative_studio.services.generation_attempts import execute, finish
+from creative_studio.services.generation_events import EventSink, GenerationEvents
 from creative_studio.services.generation_job import Emit, _Job, prompt_id_for
-from creative_studio.services.generation_previews import PreviewHub
 from creative_studio.services.generation_recovery import (
     FINAL,
     find_row,
@@ -50,11 +55,7 @@ from creative_studio.services.generation_recovery import (
     resumable,
 )
 from creative_studio.store.repository import StudioRepository
-from creative_studio.tools.comfyui import (
-    ComfyEvent,
-    ComfyUIClient,
-    ComfyUIError,
-)
+from creative_studio.tools.comfyui import ComfyEvent, ComfyUIClient
 from creative_studio.tools.comfyui_pool import ComfyUIPool
 from creative_studio.tools.storage import Storage
 from creative_studio.workflows.catalog import Catalog, catalog
@@ -70,22 +71,12 @@ __all__ = [
     "prompt_id_for",
 ]
 
-# conversation_id (None: not tied to one), event kind, data
-EventSink = Callable[[str | None, str, dict[str, Any]], Awaitable[None]]
-# conversation_id, how its generation ended (while no graph node waited for it)
-ResultListener = Callable[[str, GenerationOutcome], Awaitable[None]]
-_UNDELIVERED_MAX = 100
-NO_PREVIEWS = (
-    "ComfyUI sends no live previews, so the image shows only when it is done. To watch it "
-    "form, start ComfyUI with --preview-method auto (or latent2rgb, or taesd)."
-)
-
 
 BACK = "ComfyUI is back: starting the queued generation."
 PICKED_UP = "Picking up the generation the studio was running before it restarted."
 
 
-class GenerationService:
+class GenerationService(GenerationEvents):
     """Runs generations end to end; one per process, shared by all conversations."""
 
     def __init__(
@@ -100,33 +91,21 @@ class GenerationService:
         templates: Catalog | None = None,
         pool: ComfyUIPool | None = None,
     ) -> None:
+        super().__init__(on_event)
         self.repository = repository
         self.client = client
         # Where generations run: ``client`` alone, or every server COMFYUI_URL lists.
         self.pool = pool or ComfyUIPool([client])
         self.storage = storage
-        self.on_event = on_event
         self.retry_interval = retry_interval
         self.ollama_host = ollama_host
         self.templates = templates or catalog()
         self.connection: Literal["unknown", "connected", "unreachable"] = "unknown"
         self._jobs: dict[str, _Job] = {}
         self._parked: dict[str, _Job] = {}
-        self._background: set[asyncio.Task[Any]] = set()
         self._retry_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self.previews = PreviewHub()
-        self._told_no_previews: set[str | None] = set()
-        self._result_listeners: list[ResultListener] = []
-        self._undelivered: list[tuple[str, GenerationOutcome]] = []
         self.pool.add_listener(self._on_client_event)
-
-    def add_result_listener(self, listener: ResultListener) -> None:
-        """Who writes late results into their conversation; gets what ended before it came."""
-        self._result_listeners.append(listener)
-        pending, self._undelivered = self._undelivered, []
-        for conversation_id, outcome in pending:
-            self._spawn(listener(conversation_id, outcome))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -293,55 +272,12 @@ class GenerationService:
             job.listener = None  # a cancelled waiter leaves the generation running
 
     async def cancel(self, generation_id: str) -> bool:
-        """Stop a generation: queue delete while pending, targeted interrupt while running.
-
-        The row says "cancelled" when this returns (the person decided; ComfyUI stops at its
-        next step or node boundary), and a run that still finishes stays cancelled.
-        """
-        job = self._jobs.get(str(generation_id))
-        if job is None:
-            row = await self.repository.get_generation(generation_id)
-            if row.status in FINAL:
-                return False
-            if row.prompt_id:
-                with contextlib.suppress(ComfyUIError):
-                    await self.pool.client_for(row.server_url).cancel(row.prompt_id)
-            await self.repository.update_generation(generation_id, status="cancelled")
-            return True
-        if job.outcome is not None and job.outcome.status != "queued":
-            return False
-        job.cancel_requested = True
-        if job.generation_id in self._parked:
-            self._parked.pop(job.generation_id)
-            outcome = await self._finish(job, "cancelled", error=None)
-            job.task = None
-            job.outcome = outcome
-            return True
-        async with job.db_lock:
-            if job.tracker is not None:
-                job.tracker.closed = True  # no progress write may say "running" again
-            with contextlib.suppress(StudioError):
-                await self.repository.update_generation(job.generation_id, status="cancelled")
-        if job.prompt_id:
-            with contextlib.suppress(ComfyUIError):
-                await self.pool.client_for(job.server_url).cancel(job.prompt_id)
-        return True
+        """Stop a generation; the row says "cancelled" when this returns (generation_cancel)."""
+        return await generation_cancel.cancel(self, generation_id)
 
     async def cancel_conversation(self, conversation_id: str) -> list[GenerationOutcome]:
         """Stop every generation of a conversation that has not ended (their outcomes)."""
-        stopped = []
-        for job in list(self._jobs.values()):
-            if job.conversation_id != str(conversation_id) or job.cancel_requested:
-                continue
-            if job.outcome is not None and job.outcome.status != "queued":
-                continue
-            if await self.cancel(job.generation_id):
-                stopped.append(
-                    GenerationOutcome(
-                        job.generation_id, "cancelled", job.plan, notes=list(job.notes)
-                    )
-                )
-        return stopped
+        return await generation_cancel.cancel_conversation(self, conversation_id)
 
     async def upload_init_image(self, path: str, client: ComfyUIClient | None = None) -> str:
         """Put a stored starting image on the server; returns the name LoadImage refers to.
@@ -400,47 +336,6 @@ class GenerationService:
         job.outcome = None
         job.task = asyncio.create_task(self._execute(job), name=f"generation-{job.generation_id}")
 
-    def _spawn(self, coroutine: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def _emit(self, job: _Job, kind: str, data: dict[str, Any]) -> None:
-        if job.listener is not None:
-            try:
-                job.listener(kind, data)
-                return
-            except Exception:  # the node's stream is gone: fall back to the service sink
-                job.listener = None
-        if self.on_event is not None:
-            self._spawn(self.on_event(job.conversation_id, kind, data))
-
-    def _note(self, job: _Job, text: str, *, status: str = "queued", progress: float = 0.0) -> None:
-        job.notes.append(text)
-        self._emit(
-            job,
-            "generation_progress",
-            {
-                "generation_id": job.generation_id,
-                "progress": progress,
-                "status": status,
-                "message": text,
-            },
-        )
-
-    def _preview(self, job: _Job, payload: dict[str, Any]) -> None:
-        """A frame for whoever watches now; never stored (services/generation_previews.py)."""
-        if job.conversation_id is not None:
-            self.previews.publish(job.conversation_id, payload)
-
-    def _no_previews(self, job: _Job) -> None:
-        """Steps but no frames: ComfyUI runs without --preview-method. Said once per chat."""
-        if job.conversation_id in self._told_no_previews:
-            return
-        self._told_no_previews.add(job.conversation_id)
-        progress = job.tracker.value if job.tracker is not None else 0.0
-        self._note(job, NO_PREVIEWS, status="running", progress=progress)
-
     def _set_connection(self, state: Literal["connected", "unreachable"]) -> None:
         self.connection = state
 
@@ -461,14 +356,6 @@ class GenerationService:
         template: str | None = None,
     ) -> GenerationOutcome:
         return await finish(self, job, status, error=error, outputs=outputs, template=template)
-
-    def _deliver(self, conversation_id: str, outcome: GenerationOutcome) -> None:
-        """No node waits for this result: the listeners write it into the conversation."""
-        if not self._result_listeners:
-            self._undelivered = [*self._undelivered, (conversation_id, outcome)][-_UNDELIVERED_MAX:]
-            return
-        for listener in self._result_listeners:
-            self._spawn(listener(conversation_id, outcome))
 
     async def _execute(self, job: _Job) -> GenerationOutcome:
         return await execute(self, job)

@@ -13,7 +13,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from creative_studio.nodes.comfyui import explicit_settings
-from creative_studio.services.generation import NO_PREVIEWS
+from creative_studio.services.generation_events import NO_PREVIEWS
 from creative_studio.services.generation_job import RESUMED
 from creative_studio.store.workflow_store import UserWorkflowStore
 from creative_studio.workflows.detection import template_from_workflow

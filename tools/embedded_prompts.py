@@ -39,7 +39,7 @@ SCHEDULERS = ["normal", "karras", "exponential", "sgm_uniform", "simple"]
 SIZES = [512, 640, 768, 832, 896, 1024, 1152, 1216, 1344]
 CFGS = [4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0]
 # The workflow builder swaps in an installed checkpoint of the template's family
-# (workflows/builder.switch_checkpoint), so the model does not have to know file names; left
+# (workflows/plan_fit.switch_checkpoint), so the model does not have to know file names; left
 # free, a 0.5B model fills this field with words from the transcript.
 CHECKPOINTS = ["sd_xl_base_1.0.safetensors"]
 
