@@ -142,6 +142,8 @@ class Studio:
         if "model" in settings.model_fields_set:  # serve --model / CREATIVE_STUDIO_MODEL
             # The default for roles a session did not assign; a session's own settings win.
             configurable["default_model"] = settings.model
+        if settings.model_assignments:  # serve --assign: per role, under the session's own
+            configurable["model_assignments"] = dict(settings.model_assignments)
         runner = ConversationRunner(
             graph,
             database,

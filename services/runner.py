@@ -238,11 +238,15 @@ class ConversationRunner:
                 await worker
 
     async def settings(self, conversation_id: str) -> dict[str, Any]:
-        """The conversation's configurable values, from its session's settings."""
+        """The conversation's configurable values, from its session's settings.
+
+        ``model_assignments`` in ``extra_configurable`` (``serve --assign``) are defaults per
+        role: a role the session assigns itself keeps the session's model."""
         conversation = await self.repository.get_conversation(conversation_id)
         session = await self.repository.get_session(str(conversation.session_id))
         prefs = {k: v for k, v in session.preferences.items() if k in Configuration.model_fields}
-        return {**prefs, "model_assignments": dict(session.model_assignments)}
+        defaults = self.extra_configurable.get("model_assignments") or {}
+        return {**prefs, "model_assignments": {**defaults, **session.model_assignments}}
 
     # ----------------------------------------------------------------- internals
 

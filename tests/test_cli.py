@@ -1,4 +1,5 @@
-"""The terminal entry point, run as a real process, and crash-resume on the same Postgres."""
+"""The terminal entry point, run as a real process, and crash-resume on the same Postgres;
+``serve --assign``: refused when wrong, the server's default per role when right."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from creative_studio.api.cli import build_parser, studio_settings
+from creative_studio.api.deps import Studio
+from creative_studio.api.routes.sessions import get_settings
 from creative_studio.graph.builder import build_graph
+from creative_studio.graph.configuration import Configuration
 from creative_studio.services.runner import ConversationRunner
 from creative_studio.store.database import Database
 from creative_studio.store.repository import StudioRepository
@@ -134,3 +141,87 @@ async def test_a_killed_process_loses_no_completed_message_and_the_next_one_cont
         if process.returncode is None:
             process.kill()
         await database.close()
+
+
+@pytest.mark.parametrize(
+    ("assign", "message"),
+    [
+        ("painter=scripted", "--assign 'painter=scripted': use role=model with a role of style"),
+        ("technical", "--assign 'technical': use role=model with a role of style"),
+        ("technical=", "--assign 'technical=': use role=model with a role of style"),
+        ("critic=gpt-4", "Unknown model assignment 'gpt-4': use 'ollama:<model>'"),
+        ("story=embedded:nope", "Unknown embedded model in 'embedded:nope'"),
+    ],
+)
+def test_serve_refuses_a_bad_assign_before_starting_anything(
+    tmp_path: Path, assign: str, message: str
+):
+    done = subprocess.run(
+        [*CLI, "--data-dir", str(tmp_path), "serve", "--port", "9", "--assign", assign],
+        capture_output=True,
+        text=True,
+        env=cli_env(0),
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in " ".join(done.stderr.split())  # rich may wrap a long message
+    assert "Creative Studio on" not in done.stdout
+    assert not any(tmp_path.iterdir())  # no database was started, nothing was written
+
+
+async def test_serve_assign_is_the_default_for_roles_a_session_did_not_assign(
+    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("CREATIVE_STUDIO_MODEL", "auto")  # serve --model sets it: restored after
+    args = build_parser().parse_args(
+        [
+            *("--database-url", fresh_db_url, "--data-dir", str(tmp_path), "serve"),
+            *("--model", "scripted"),
+            *("--assign", "critic=embedded:gemma3-270m", "--assign", "technical=scripted"),
+            *("--assign", "critic=ollama:llama3.2:3b"),  # the last one of a role wins
+        ]
+    )
+    settings = studio_settings(args)
+    assert settings.model_assignments == {
+        "critic": "ollama:llama3.2:3b",
+        "technical": "scripted",
+    }
+    studio = await Studio.start(settings)
+    try:
+        own = await studio.repository.create_session(
+            name="own", model_assignments={"technical": "ollama:qwen2.5:7b"}
+        )
+        bare = await studio.repository.create_session(name="bare")
+        models: dict[str, dict[str, str]] = {}
+        for session in (own, bare):
+            conversation = await studio.repository.create_conversation(session.id, title="x")
+            # What a run of it reads: the runner's configurable under the session's settings.
+            configurable = {
+                **studio.runner.extra_configurable,
+                **await studio.runner.settings(str(conversation.id)),
+            }
+            config = Configuration.from_runnable_config({"configurable": configurable})
+            models[session.name] = {
+                r: config.model_for(r) for r in ("style", "technical", "critic")
+            }
+        # The session's own assignment wins; serve --assign beats serve --model for its role.
+        assert models["own"] == {
+            "style": "scripted",
+            "technical": "ollama:qwen2.5:7b",
+            "critic": "ollama:llama3.2:3b",
+        }
+        assert models["bare"] == {
+            "style": "scripted",
+            "technical": "scripted",
+            "critic": "ollama:llama3.2:3b",
+        }
+        # The web's Settings say the same, and keep the session's own assignments apart.
+        view = await get_settings(str(own.id), studio)
+        assert view.model_assignments == {"technical": "ollama:qwen2.5:7b"}
+        assert (view.resolved_models["technical"], view.resolved_models["critic"]) == (
+            "ollama:qwen2.5:7b",
+            "ollama:llama3.2:3b",
+        )
+        assert view.resolved_models["style"] == "scripted"
+    finally:
+        await studio.stop()

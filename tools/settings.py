@@ -50,6 +50,9 @@ class StudioSettings(BaseSettings):
     # then the first, so whatever talks to one server (health, the terminal) uses that.
     comfyui_urls: list[str] = Field(default_factory=list, exclude=True)
     model: str = "auto"
+    # Role -> model (``serve --assign``): the server's default for that role, under a
+    # session's own assignments (api/deps.py, services/runner.py ``settings``).
+    model_assignments: dict[str, str] = Field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = 8420
     api_token: str | None = None

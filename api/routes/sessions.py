@@ -76,7 +76,8 @@ async def _settings_out(studio: StudioDep, session_id: str) -> SettingsOut:
     config = Configuration.model_validate(
         {
             **preferences.model_dump(include=set(Configuration.model_fields)),
-            "model_assignments": session.model_assignments,
+            # The server's defaults per role (serve --assign) under the session's own.
+            "model_assignments": {**studio.settings.model_assignments, **session.model_assignments},
         }
     )
     notes = []
