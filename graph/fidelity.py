@@ -90,9 +90,18 @@ class FidelityReport:
             parts.append("added " + "; ".join(f"“{p}”" for p in self.added))
         if self.excluded:
             parts.append("kept out " + ", ".join(f"“{p}”" for p in self.excluded))
-        if self.removed:  # not quoted: words said here count as the conversation's own
-            count = len(self.removed)
-            parts.append(f"dropped {count} part{'s' if count != 1 else ''} nobody here asked for")
+        negatives = [
+            r.removeprefix("negative: ") for r in self.removed if r.startswith("negative: ")
+        ]
+        others = len(self.removed) - len(negatives)
+        if negatives:  # quoted: the person should see what would have worked against them
+            parts.append(
+                "took out of the negative prompt "
+                + "; ".join(f"“{n}”" for n in negatives)
+                + " (it would have worked against your subject)"
+            )
+        if others:  # not quoted: words said here count as the conversation's own
+            parts.append(f"dropped {others} part{'s' if others != 1 else ''} nobody here asked for")
         return ("Your words in the prompt: " + " · ".join(parts) + ".") if parts else ""
 
     def as_dict(self) -> dict[str, object]:
@@ -124,14 +133,28 @@ def check(plan: TechnicalPlan, wishes: PersonWishes) -> FidelityReport:
     return report
 
 
+# What a negative prompt may say about the person's own subject: its defects ("deformed
+# hands", "blurry face" for a portrait), never the subject or a scene with it.
+_DEFECT_TEXT = """
+deformed disfigured distorted malformed mutated mutation blurry blurred blur ugly bad poor
+low worst quality extra missing fused cropped duplicate duplicated out of frame jpeg
+artifacts artifact noisy noise oversaturated overexposed underexposed lowres pixelated
+watermark signature text logo error
+"""
+_DEFECTS = frozenset(stem(w) for w in _DEFECT_TEXT.split())
+
+
 def _fighting_negatives(negative: str, wishes: PersonWishes) -> list[tuple[str, set[str]]]:
-    """Negative-prompt segments made mostly of the person's own wished-for words."""
+    """Negative-prompt segments that would push the image away from what the person asked
+    for: any that names part of their subject, unless all it adds is a defect ("a fisherman is about to finish" for "an old fisherman mending nets"
+    negates the fisherman; "deformed hands" for a portrait does not)."""
     wished = set().union(*(w.term_stems for w in wishes.all())) if wishes.all() else set()
     out = []
     for segment in _segments(negative):
         words = _segment_stems(segment) - _CRAFT
-        if words and len(words & wished) * 2 >= len(words):
-            out.append((segment, words & wished))
+        mine, rest = words & wished, words - wished
+        if mine and not (rest and rest <= _DEFECTS):
+            out.append((segment, mine))
     return out
 
 

@@ -297,6 +297,38 @@ def test_the_negative_prompt_never_fights_the_request():
     assert check(repaired, wishes).faithful
 
 
+@pytest.mark.parametrize(
+    ("request_text", "negative", "kept"),
+    [
+        # Seen on the embedded model: Saga's line about the subject became the negative.
+        (
+            "an old fisherman mending nets at dawn, fog over the harbour, 35mm film look",
+            "a fisherman is about to complete their task, watermark",
+            "watermark",
+        ),
+        ("a red fox in the snow", "blurry, a fox running away, text", "blurry, text"),
+        # Defects of the subject are what a negative prompt is for.
+        (
+            "a portrait of a violinist on a rooftop",
+            "deformed hands, blurry violinist, extra fingers",
+            "deformed hands, blurry violinist, extra fingers",
+        ),
+    ],
+)
+def test_a_negative_never_names_the_subject_except_its_defects(
+    request_text: str, negative: str, kept: str
+) -> None:
+    wishes = person_wishes([HumanMessage(request_text, id="1")])
+    plan = TechnicalPlan(positive_prompt=request_text, negative_prompt=negative)
+    repaired, report = repair(
+        plan, wishes, conversation=leaks.allowed_stems([HumanMessage(request_text)])
+    )
+    assert repaired.negative_prompt == kept
+    assert check(repaired, wishes).faithful
+    for taken in set(negative.split(", ")) - set(kept.split(", ")):
+        assert f"“{taken}”" in report.summary()  # the person sees what was taken out
+
+
 async def test_lens_on_a_model_that_cannot_judge_is_the_studios_check_not_a_coin_toss():
     """A 0.5B Lens once sent a sound plan back because "the steps are set to 15"."""
     rejecting = (
