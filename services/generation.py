@@ -375,6 +375,9 @@ class GenerationService(GenerationEvents):
             for job in list(self._parked.values()):
                 # Only a job that really waited for ComfyUI hears that it is back; one a
                 # previous studio process left behind is simply picked up again.
-                self._note(job, BACK if job.waited else PICKED_UP)
+                if job.waited:
+                    self._note(job, BACK)
+                else:
+                    self._note(job, PICKED_UP, status=job.picked_up or "queued")
                 job.waited = False
                 self._launch(job)

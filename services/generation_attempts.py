@@ -164,10 +164,16 @@ async def execute(service: GenerationService, job: _Job) -> GenerationOutcome:
                 return await finish(service, job, "failed", error=error.message)
             job.server_url = client.url
             job.kind = built.kind
+            # Picked up after a restart: the stored status stands until ComfyUI says what
+            # became of the prompt (still running, finished, or lost and queued again), and
+            # what the first process said of the build (a switched checkpoint) is not said
+            # again.
+            picked_up, job.picked_up = job.picked_up, None
             for note in built.notes:
                 if note not in announced:
                     announced.add(note)
-                    service._note(job, note)
+                    if picked_up is None:
+                        service._note(job, note)
             job.plan = built.plan
             if settings.unload_ollama_before_generation:
                 await unload_ollama(service, job)
@@ -176,17 +182,20 @@ async def execute(service: GenerationService, job: _Job) -> GenerationOutcome:
             with contextlib.suppress(StudioError):
                 await service.repository.update_generation(
                     job.generation_id,
-                    status="queued",
+                    status=picked_up or "queued",
                     prompt_id=prompt_id,
                     server_url=client.url,
                     workflow_json=built.workflow,
-                    progress=0.0,
+                    progress=0.0 if picked_up is None else UNSET,
                     error=None,
                 )
             if job.tracker is not None:
                 job.tracker.closed = True
             tracker = job.tracker = _Progress(service, job, built.workflow)
-            service._emit(job, "generation_progress", tracker.payload(template=built.template))
+            if picked_up is None:
+                service._emit(job, "generation_progress", tracker.payload(template=built.template))
+            else:
+                tracker.status = picked_up
             grace = settings.comfyui_reconnect_grace
             if pool.several:  # another server can take it: a silent one is left sooner
                 grace = min(grace, pool.failover_grace)

@@ -55,6 +55,9 @@ class _Job:
     server_url: str | None = None  # the ComfyUI server running it (tools/comfyui_pool.py)
     cancel_requested: bool = False
     waited: bool = False  # parked because ComfyUI was unreachable (not picked up at startup)
+    # A previous process left it: its stored status ("queued" or "running") until ComfyUI
+    # says otherwise (a run it still has reads "running", not "queued", after a restart).
+    picked_up: Literal["queued", "running"] | None = None
     notes: list[str] = field(default_factory=list)
     task: asyncio.Task[GenerationOutcome] | None = None
     outcome: GenerationOutcome | None = None

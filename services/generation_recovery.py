@@ -64,7 +64,9 @@ async def resumable(repository: StudioRepository, known: set[str]) -> list[_Job]
             continue
         if not (row.parameters or {}).get("plan"):
             continue
-        jobs.append(job_from_row(row))
+        job = job_from_row(row)
+        job.picked_up = "running" if row.status == "running" else "queued"
+        jobs.append(job)
     return jobs
 
 

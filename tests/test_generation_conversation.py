@@ -430,17 +430,22 @@ async def test_live_progress_comes_back_after_a_studio_restart(fresh_db_url: str
             # says "running" - to the chat and in its row.
             path = f"/api/conversations/{cid}/events"
             said: list[str] = []
+            statuses: list[str] = []
             async for event in sse_events(client, path, last_event_id=seen):
                 seen = int(event.id)
                 data = event.data
                 said.append(str(data))
+                if event.event == "generation_progress":
+                    statuses.append(str(data.get("status")))
                 if event.event == "generation_progress" and data.get("message") == RESUMED:
                     assert data["generation_id"] == generation_id
                     assert data["status"] == "running" and data.get("step") is None
                     break
             await until(lambda: _status_is(client, generation_id, "running"))
-            # ComfyUI never went away: nobody tells the person it is "back".
+            # ComfyUI never went away: nobody tells the person it is "back", and the
+            # generation it kept running never reads "queued" on the way.
             assert not any("ComfyUI is back" in text for text in said), said
+            assert set(statuses) == {"running"}, "\n".join(said)
             assert comfy.running is not None
             comfy.hold = False
             # ...and the live steps reach the chat again (ComfyUI routes them by client_id).
