@@ -284,3 +284,14 @@ def test_a_server_with_one_familys_files_gets_that_familys_official_template(nam
         if isinstance(value, str) and key in ("text", "prompt", "text_g", "clip_l", "t5xxl")
     ]
     assert any("a red fox in fresh snow" in text for text in texts), texts
+    # The plan the person is shown is what runs: the template's own values where it kept
+    # them (a video's frame count and rate too), not the plan's.
+    own = detect_parameters(library().workflow(name.removeprefix("official:"), server))
+    shown = {"steps": built.plan.steps, "cfg": built.plan.cfg}
+    if video is not None:
+        assert built.plan.video is not None
+        shown |= {"frames": built.plan.video.frames, "fps": built.plan.video.fps}
+    for param, value in shown.items():
+        if param in own:
+            node_id, input_name = own[param][0].split(".", 1)
+            assert built.workflow[node_id]["inputs"][input_name] == value, param

@@ -63,16 +63,27 @@ def explicit_parameters(plan: TechnicalPlan) -> set[str]:
 
 
 def own_values(plan: TechnicalPlan, spec: TemplateSpec, kept: set[str]) -> TechnicalPlan:
-    """The plan as it really runs: an uploaded workflow's own values where it kept them."""
-    fields = {param: name for name, param in _field_parameters().items() if "." not in name}
+    """The plan as it really runs: an uploaded or official workflow's own values where it
+    kept them (steps, CFG, size, and a video's frames and frame rate), so what the person
+    is shown is what ComfyUI makes."""
+    fields = {param: name for name, param in _field_parameters().items()}
     update: dict[str, Any] = {}
+    video: dict[str, Any] = {}
     for param in kept:
         targets = spec.parameters.get(param) or []
-        if param in fields and targets:
-            node_id, input_name = split_target(targets[0])
-            value = spec.workflow[node_id]["inputs"].get(input_name)
-            if value is not None and not is_link(value):
-                update[fields[param]] = value
+        if param not in fields or not targets:
+            continue
+        node_id, input_name = split_target(targets[0])
+        value = spec.workflow[node_id]["inputs"].get(input_name)
+        if value is None or is_link(value):
+            continue
+        name = fields[param]
+        if name.startswith("video."):
+            video[name.removeprefix("video.")] = value
+        else:
+            update[name] = value
+    if video and plan.video is not None:
+        update["video"] = {**plan.video.model_dump(), **video}
     if not update:
         return plan
     try:
