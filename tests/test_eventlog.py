@@ -4,7 +4,9 @@ and a client that reconnects reads exactly the frames it missed (real Postgres).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from creative_studio.core.events import StudioEvent
 from creative_studio.store.database import Database
@@ -101,26 +103,51 @@ async def test_tokens_become_frames_and_a_reconnect_gets_exactly_the_rest(
         await log.stop()
 
 
+@dataclass
+class TwoWorkers:
+    """Two event logs with their own listeners on one database, as two workers; B's table
+    reads (``reads``: their ``after``) and the payloads B's listener heard are counted."""
+
+    a: EventLog
+    b: EventLog
+    reads: list[int] = field(default_factory=list)
+    payloads: list[str] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def two_workers(database: Database) -> AsyncIterator[TwoWorkers]:
+    notifiers = [Notifier(lambda: database.monitor.url) for _ in range(2)]
+    logs = TwoWorkers(
+        EventLog(database.pool, notifier=notifiers[0]),
+        EventLog(database.pool, notifier=notifiers[1]),
+    )
+    notifiers[1].listen(CHANNEL, logs.payloads.append)
+    for notifier in notifiers:  # after the logs registered their channel
+        await notifier.start()
+    read = logs.b.read
+
+    async def counted(conversation_id: str, after: int = 0, limit: int = 1000) -> list[LoggedEvent]:
+        logs.reads.append(after)
+        return await read(conversation_id, after, limit)
+
+    logs.b.read = counted  # type: ignore[method-assign]
+    try:
+        yield logs
+    finally:
+        await logs.a.stop()
+        await logs.b.stop()
+        for notifier in notifiers:
+            await notifier.stop()
+
+
 async def test_another_workers_events_arrive_in_order_once_small_ones_without_a_read(
     database: Database,
 ) -> None:
     """Two event logs with their own listeners on one database, as two workers: what A
     stores reaches B's follower in order, exactly once; small events come in the
     notification itself (B reads nothing back), a large one makes B read the table."""
-    notifiers = [Notifier(lambda: database.monitor.url) for _ in range(2)]
-    a = EventLog(database.pool, notifier=notifiers[0])
-    b = EventLog(database.pool, notifier=notifiers[1])
-    for notifier in notifiers:  # after the logs registered their channel
-        await notifier.start()
-    reads: list[int] = []
-    read = b.read
-
-    async def counted(conversation_id: str, after: int = 0, limit: int = 1000) -> list[LoggedEvent]:
-        reads.append(after)
-        return await read(conversation_id, after, limit)
-
-    b.read = counted  # type: ignore[method-assign]
-    try:
+    async with two_workers(database) as logs:
+        a, b, reads = logs.a, logs.b, logs.reads
         cid = await _conversation(database)
         follower = asyncio.create_task(_take(b.follow(cid), until="status"))
         for _ in range(100):
@@ -139,11 +166,6 @@ async def test_another_workers_events_arrive_in_order_once_small_ones_without_a_
         assert reads, "a large event is read from the table"
         stored = await a.read(cid)
         assert [(e.id, e.kind, e.data) for e in seen] == [(e.id, e.kind, e.data) for e in stored]
-    finally:
-        await a.stop()
-        await b.stop()
-        for notifier in notifiers:
-            await notifier.stop()
 
 
 async def test_a_burst_reaches_another_worker_in_grouped_notifications_without_a_read(
@@ -152,22 +174,8 @@ async def test_a_burst_reaches_another_worker_in_grouped_notifications_without_a
     """A burst of events of three conversations, written in a few large batches, reaches
     B in payloads that each carry many events (store/event_sql.py): every follower gets
     its conversation's events in order, exactly once, from the notifications alone."""
-    notifiers = [Notifier(lambda: database.monitor.url) for _ in range(2)]
-    a = EventLog(database.pool, notifier=notifiers[0])
-    b = EventLog(database.pool, notifier=notifiers[1])
-    payloads: list[str] = []
-    notifiers[1].listen(CHANNEL, payloads.append)
-    for notifier in notifiers:
-        await notifier.start()
-    reads: list[int] = []
-    read = b.read
-
-    async def counted(conversation_id: str, after: int = 0, limit: int = 1000) -> list[LoggedEvent]:
-        reads.append(after)
-        return await read(conversation_id, after, limit)
-
-    b.read = counted  # type: ignore[method-assign]
-    try:
+    async with two_workers(database) as logs:
+        a, b, reads, payloads = logs.a, logs.b, logs.reads, logs.payloads
         cids = [await _conversation(database) for _ in range(3)]
         followers = [asyncio.create_task(_take(b.follow(cid), until="status")) for cid in cids]
         for _ in range(100):
@@ -190,11 +198,6 @@ async def test_a_burst_reaches_another_worker_in_grouped_notifications_without_a
             assert [(e.id, e.kind, e.data) for e in events] == [
                 (e.id, e.kind, e.data) for e in stored
             ]
-    finally:
-        await a.stop()
-        await b.stop()
-        for notifier in notifiers:
-            await notifier.stop()
 
 
 def test_notices_of_older_workers_and_garbage_are_read_without_harm() -> None:
