@@ -23,6 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
 from creative_studio.graph.configuration import Configuration
+from creative_studio.graph.stable_ids import with_stable_ids
 from creative_studio.graph.state import StudioInput, StudioState
 from creative_studio.nodes.comfyui import comfyui
 from creative_studio.nodes.composition import composition
@@ -104,13 +105,13 @@ def build_graph(
     loses the turns of the run in progress.
     """
     builder = StateGraph(StudioState, context_schema=Configuration, input_schema=StudioInput)
-    builder.add_node("router", router_node)
+    builder.add_node("router", with_stable_ids("router", router_node))
     for node in (style, composition, story, technical, critic):
-        builder.add_node(node.__name__, node)
+        builder.add_node(node.__name__, with_stable_ids(node.__name__, node))
         builder.add_edge(node.__name__, "consensus")
-    builder.add_node("consensus", consensus)
-    builder.add_node("ask_person", ask_person)
-    builder.add_node("comfyui", comfyui)
+    builder.add_node("consensus", with_stable_ids("consensus", consensus))
+    builder.add_node("ask_person", with_stable_ids("ask_person", ask_person))
+    builder.add_node("comfyui", with_stable_ids("comfyui", comfyui))
     builder.add_edge(START, "router")
     builder.add_conditional_edges("router", route, [*NEXT_NODES, "__end__"])
     builder.add_edge("consensus", "router")

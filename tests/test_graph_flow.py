@@ -300,3 +300,42 @@ async def test_a_preferred_uploaded_workflow_becomes_the_plans_template():
     await send(graph, config, REQUEST)
     state = (await graph.aget_state(config)).values
     assert state["plan"]["template"] == "custom:my neon flow"
+
+
+async def test_a_replayed_step_gives_the_studios_own_messages_the_same_ids():
+    """graph/stable_ids.py: a step re-run from its checkpoint (the database went away
+    before the next one was written; here, LangGraph's replay of a past checkpoint) writes
+    the studio's own lines with the ids they had, so storing them again is a no-op."""
+    graph, config, _ = studio()
+    await send(graph, config, REQUEST)
+    first = (await graph.aget_state(config)).values["messages"]
+    studio_ids = [m.id for m in first if m.additional_kwargs.get("speaker") == "system"]
+    assert len(studio_ids) >= 3 and len(set(studio_ids)) == len(studio_ids)
+    # The checkpoint just before the first studio line: re-run everything after it.
+    history = [s async for s in graph.aget_state_history(config)]
+    before = next(
+        s
+        for s in reversed(history)  # oldest first
+        if s.next
+        and not any(m.id in studio_ids for m in s.values.get("messages", []))
+        and s.values.get("messages")
+        and s.next == ("router",)
+        and len(s.values["messages"]) >= 4
+    )
+    replay = {
+        **config,
+        "configurable": {
+            **config["configurable"],
+            "checkpoint_id": before.config["configurable"]["checkpoint_id"],
+        },
+    }
+    replayed = await run_turns(graph, None, replay)
+    # Up to the first specialist's reply (a new one: the model speaks again) the replay says
+    # what the first run said, with the same ids.
+    said = [m.id for m in replayed.messages]
+    lead = next(
+        i for i, m in enumerate(replayed.messages) if m.additional_kwargs.get("speaker") != "system"
+    )
+    assert lead >= 1
+    start = [m.id for m in first].index(said[0])
+    assert said[:lead] == [m.id for m in first][start : start + lead]
