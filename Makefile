@@ -66,6 +66,7 @@ screenshots: setup web chromium
 bench: setup
 	$(BIN)/python -m bench.orchestration
 	$(BIN)/python -m bench.models
+	$(BIN)/python -m bench.model_client
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.comfyui
 
