@@ -105,12 +105,6 @@ class GenerationQueries(ConversationQueries):
                 raise InvalidInputError(f"progress must be between 0 and 1, got {progress!r}.")
             sets.append("progress = %(progress)s")
             params["progress"] = float(progress)
-        if not isinstance(prompt_id, _Unset):
-            sets.append("prompt_id = %(prompt_id)s")
-            params["prompt_id"] = prompt_id
-        if not isinstance(server_url, _Unset):
-            sets.append("server_url = %(server_url)s")
-            params["server_url"] = server_url
         if not isinstance(workflow_json, _Unset):
             sets.append("workflow_json = %(workflow_json)s")
             params["workflow_json"] = (
@@ -121,15 +115,17 @@ class GenerationQueries(ConversationQueries):
                 raise InvalidInputError("outputs must be a list.")
             sets.append("outputs = %(outputs)s")
             params["outputs"] = Jsonb(outputs)
-        if not isinstance(error, _Unset):
-            sets.append("error = %(error)s")
-            params["error"] = error
-        if not isinstance(started_at, _Unset):
-            sets.append("started_at = %(started_at)s")
-            params["started_at"] = started_at
-        if not isinstance(completed_at, _Unset):
-            sets.append("completed_at = %(completed_at)s")
-            params["completed_at"] = completed_at
+        plain = {  # columns written as given (their names are ours, not the caller's)
+            "prompt_id": prompt_id,
+            "server_url": server_url,
+            "error": error,
+            "started_at": started_at,
+            "completed_at": completed_at,
+        }
+        for column, value in plain.items():
+            if not isinstance(value, _Unset):
+                sets.append(f"{column} = %({column})s")
+                params[column] = value
         if not sets:
             return await self.get_generation(gid)
         return await self._one(
