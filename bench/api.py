@@ -43,7 +43,6 @@ STAGGER_S = 2.0
 CLIENT_PROCESSES = 4
 MARK_TEXT = re.compile(r"\u23f1(\d+)")  # the same mark in decoded text
 CLOCK_MODEL = "bench-clock"
-MODEL_SERVER = [""]  # bench/ollama_clock.py's URL, once main() started it
 
 
 def serve(port: int, data_dir: Path, ollama: str) -> None:
@@ -356,7 +355,10 @@ async def measure(base: str, pid: int, seconds: float, second: str, second_pid: 
     return "\n".join(lines)
 
 
-def _start(port: int, data_dir: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _start(
+    port: int, data_dir: str, ollama: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A studio worker on ``data_dir``'s PostgreSQL, its model server at ``ollama``."""
     server = subprocess.Popen(
         [
             sys.executable,
@@ -367,7 +369,7 @@ def _start(port: int, data_dir: str, env: dict[str, str] | None = None) -> subpr
             "--data-dir",
             data_dir,
             "--ollama",
-            MODEL_SERVER[0],
+            ollama,
         ],
         cwd=Path(__file__).resolve().parent.parent,
         env=env,
@@ -394,13 +396,13 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
             server.kill()
 
 
-def _takeover(data_dir: str) -> float:
+def _takeover(data_dir: str, ollama: str) -> float:
     """Two more workers with the default lease ttl; the one running is killed."""
     from tests.api_server import free_port
 
     ports = free_port(), free_port()
-    a = _start(ports[0], data_dir)
-    b = _start(ports[1], data_dir)
+    a = _start(ports[0], data_dir, ollama)
+    b = _start(ports[1], data_dir, ollama)
     try:
         return asyncio.run(
             takeover_time(a, f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}")
@@ -423,13 +425,13 @@ def main() -> None:
         return
     from tests.api_server import free_port
 
-    model_server, MODEL_SERVER[0] = start_model_server()
+    model_server, ollama = start_model_server()
 
     ports = free_port(), free_port()
     with tempfile.TemporaryDirectory() as data_dir:
-        first = _start(ports[0], data_dir)
+        first = _start(ports[0], data_dir, ollama)
         try:
-            second = _start(ports[1], data_dir)  # same data directory: same PostgreSQL
+            second = _start(ports[1], data_dir, ollama)  # same data directory: same PostgreSQL
             try:
                 text = asyncio.run(
                     measure(
@@ -442,7 +444,7 @@ def main() -> None:
                 )
             finally:
                 _stop(second)
-            took = _takeover(data_dir)
+            took = _takeover(data_dir, ollama)
         finally:
             _stop(first)
             model_server.kill()

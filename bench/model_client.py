@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import subprocess
 import sys
 import time
@@ -61,15 +62,11 @@ async def measure(url: str) -> dict[str, float]:
     await _per_token(model, True)  # warm both paths (connections, imports)
     await _per_token(model, False)
     return {
-        "ChatOllama.astream": statistics_median([await _per_token(model, False) for _ in range(3)]),
-        "StreamingChatOllama.astream_text": statistics_median(
+        "ChatOllama.astream": statistics.median([await _per_token(model, False) for _ in range(3)]),
+        "StreamingChatOllama.astream_text": statistics.median(
             [await _per_token(model, True) for _ in range(3)]
         ),
     }
-
-
-def statistics_median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
 
 
 def main() -> None:

@@ -335,7 +335,7 @@ class EventLog:
         """
         if self._closing:
             return  # the server is stopping: reconnect to the next one
-        conversation_id = str(UUID(conversation_id))
+        conversation_id = _canonical(conversation_id)[0]
         subscriber = _Subscriber()
         self._subscribers.setdefault(conversation_id, set()).add(subscriber)
         if waker is not None:

@@ -23,6 +23,9 @@ from typing import Any
 import httpx
 from langchain_core.messages import BaseMessage
 from langchain_ollama import ChatOllama
+from langchain_ollama.chat_models import (
+    _get_usage_metadata_from_generation_info as usage_from_done,  # ChatOllama's own reading
+)
 from ollama import Image, Message, ResponseError
 from ollama._types import ChatRequest
 
@@ -35,11 +38,7 @@ def stream_end(done: dict[str, Any]) -> dict[str, Any]:
     if "model" in response:
         response["model_name"] = response["model"]
     response["model_provider"] = "ollama"
-    usage = None
-    prompt, output = done.get("prompt_eval_count"), done.get("eval_count")
-    if prompt is not None and output is not None:
-        usage = {"input_tokens": prompt, "output_tokens": output, "total_tokens": prompt + output}
-    return {"response_metadata": response, "usage_metadata": usage}
+    return {"response_metadata": response, "usage_metadata": usage_from_done(done)}
 
 
 def _message(raw: dict[str, Any]) -> Message:
