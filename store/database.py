@@ -26,6 +26,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from creative_studio.store.availability import DatabaseMonitor, Listener, SupervisedPool
+from creative_studio.store.checkpointer import PooledPostgresSaver
 from creative_studio.store.embedded_postgres import start_embedded_postgres
 from creative_studio.store.leases import Leases, WriterLock
 from creative_studio.store.migrations import (
@@ -148,7 +149,7 @@ class Database:
         pool.attach(monitor)
         await pool.open(wait=True, timeout=30)
         try:
-            checkpointer = AsyncPostgresSaver(pool)
+            checkpointer = PooledPostgresSaver(pool)
             async with pool.connection() as conn, _session_advisory_lock(conn, _MIGRATION_LOCK_KEY):
                 await _apply_locked(conn)
                 # setup() is not safe against a concurrent starter (both insert the same

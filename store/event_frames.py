@@ -20,33 +20,44 @@ def coalesce(events: list[StudioEvent]) -> tuple[list[StudioEvent], list[int]]:
 
     Returns the frames, in order, and for every input event the index of its frame. Only
     tokens of the same message with nothing of their conversation in between are joined,
-    so every conversation's sequence of frames says exactly what its events said.
+    so every conversation's sequence of frames says exactly what its events said. A frame
+    of several tokens is built once, at the end (texts joined, the first token's fields).
     """
     frames: list[StudioEvent] = []
+    texts: dict[int, list[str]] = {}  # frame index -> its tokens' texts, when more than one
     carriers: list[int] = []
     open_token: dict[str, int] = {}  # conversation -> its last frame, while that is a token
     for event in events:
         cid = event.conversation_id
         index = open_token.get(cid)
         if index is not None and event.kind == "token" and _joins(frames[index], event):
-            last = frames[index]
-            text = str(last.data["text"]) + str(event.data["text"])
-            frames[index] = last.model_copy(update={"data": {**last.data, "text": text}})
+            texts.setdefault(index, [frames[index].data["text"]]).append(event.data["text"])
             carriers.append(index)
             continue
         frames.append(event)
         carriers.append(len(frames) - 1)
-        if event.kind == "token" and set(event.data) == _TOKEN_KEYS:
+        if event.kind == "token" and event.data.keys() == _TOKEN_KEYS:
             open_token[cid] = len(frames) - 1
         else:
             open_token.pop(cid, None)
+    for index, parts in texts.items():
+        first = frames[index]
+        frames[index] = StudioEvent.model_construct(
+            kind=first.kind,
+            conversation_id=first.conversation_id,
+            data={**first.data, "text": "".join(parts)},
+            at=first.at,
+        )
     return frames, carriers
 
 
 def _joins(frame: StudioEvent, token: StudioEvent) -> bool:
     data, more = frame.data, token.data
     return (
-        set(more) == _TOKEN_KEYS
+        more.keys() == _TOKEN_KEYS
         and isinstance(more["text"], str)
-        and all(data[key] == more[key] for key in ("message_id", "role", "speaker"))
+        and isinstance(data["text"], str)
+        and data["message_id"] == more["message_id"]
+        and data["role"] == more["role"]
+        and data["speaker"] == more["speaker"]
     )

@@ -8,7 +8,7 @@ ones - nothing lost, nothing twice - also after a restart; an id that does not b
 the conversation is an error, not a silent full replay.
 
 Writes are group-committed: one writer task takes whatever events are waiting (from all
-conversations) and stores them in one pipelined transaction (store/event_sql.py), then
+conversations) and stores them in one statement (store/event_sql.py), then
 hands them to the subscribers. Tokens, the bulk of the traffic, are cheaper: their
 ``publish`` does not wait for the commit (a later event of the conversation is stored
 after them), consecutive tokens of one message waiting together become one frame
@@ -185,31 +185,22 @@ class EventLog:
                 self._pending.task_done()
 
     async def _insert(self, events: list[StudioEvent]) -> list[_Stored]:
-        """One transaction: lock the conversations, then one statement that inserts the
-        batch, reads each event's previous id and NOTIFYs the other workers.
-
-        Sent as one pipeline (psycopg pipeline mode): begin, lock, insert and commit reach
-        the server together and their results come back together, so a batch costs one
-        round trip - and one wait on a busy event loop.
-        """
+        """One statement (store/event_sql.py): lock the conversations, insert the batch, read
+        each event's previous id and NOTIFY the other workers - one round trip, in the
+        statement's own transaction (the pool's connections are autocommit)."""
         keys = sorted({_canonical(e.conversation_id)[1] for e in events})
         notifier = self.notifier
         async with self.pool.connection() as conn:
-            async with conn.pipeline(), conn.transaction():
-                # Lock first; the insert is a later statement, so its snapshot sees the
-                # previous holder's rows: per conversation, ids follow commit order.
-                await conn.execute(
-                    "select pg_advisory_xact_lock(%s, k) from unnest(%s::int[]) k",
-                    (_LOCK_CLASS, keys),
-                )
-                cur = await conn.execute(
-                    INSERT_BATCH,
-                    {
-                        "rows": rows_document(events),
-                        "channel": CHANNEL if notifier is not None else None,
-                        "instance": notifier.instance if notifier is not None else "",
-                    },
-                )
+            cur = await conn.execute(
+                INSERT_BATCH,
+                {
+                    "lock_class": _LOCK_CLASS,
+                    "keys": keys,
+                    "rows": rows_document(events),
+                    "channel": CHANNEL if notifier is not None else None,
+                    "instance": notifier.instance if notifier is not None else "",
+                },
+            )
             rows = await cur.fetchall()
         stored = []
         for event, row in zip(events, rows, strict=True):  # rows in id order: events' order

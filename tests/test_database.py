@@ -167,6 +167,40 @@ async def test_checkpointer_persists_a_graph_run(database: Database) -> None:
     assert snapshot.values == {"count": 2}
 
 
+async def test_a_checkpoint_write_that_waits_does_not_hold_up_other_conversations(
+    database: Database,
+) -> None:
+    """LangGraph's saver queues every operation behind one lock; on the pool ours does not:
+    a conversation whose checkpoint write waits on the database (here a row another
+    transaction holds) leaves the others' writes free to go."""
+    saver = database.checkpointer
+    blocked, free = str(uuid4()), str(uuid4())
+
+    def config(thread: str) -> Any:
+        return {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": "c1"}}
+
+    async with await connect(database.url) as holder:
+        await holder.execute("begin")
+        await holder.execute(
+            "insert into checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id,"
+            " idx, channel, type, blob, task_path) values (%s, '', 'c1', 't', 0, 'x', 'json',"
+            " '\\x00', '')",
+            (blocked,),
+        )
+        waiting = asyncio.create_task(saver.aput_writes(config(blocked), [("x", 1)], "t"))
+        await asyncio.sleep(0.3)
+        assert not waiting.done(), "the write did not wait for the row"
+        await asyncio.wait_for(saver.aput_writes(config(free), [("x", 2)], "t"), 5)
+        assert not waiting.done()
+        await holder.execute("rollback")
+    await asyncio.wait_for(waiting, 5)
+    async with database.pool.connection() as conn:
+        cur = await conn.execute(
+            "select thread_id from checkpoint_writes where thread_id in (%s, %s)", (blocked, free)
+        )
+        assert {row["thread_id"] for row in await cur.fetchall()} == {blocked, free}
+
+
 async def test_concurrent_opens_do_not_deadlock(fresh_db_url: str, tmp_path: Path) -> None:
     """Regression: blocking in pg_advisory_lock while the holder ran the checkpointer's
     CREATE INDEX CONCURRENTLY deadlocked two starters (through the client, undetected)."""

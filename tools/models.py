@@ -190,7 +190,9 @@ class AssignmentProvider:
             str(timeout),
             config.ollama_keep_alive,
             str(config.ollama_num_ctx),
-            str(config.model_seed),
+            # Only an embedded model is built with the seed: keyed by it, an Ollama model
+            # would be built (two httpx clients, SSL contexts) per conversation.
+            str(config.model_seed) if embedded_name(assignment) is not None else "",
         )
         if key not in self._cache:
             self._cache[key] = self._build(role, assignment, config)

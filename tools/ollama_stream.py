@@ -3,11 +3,15 @@
 Every token a specialist writes is one NDJSON line from Ollama. Through ``ChatOllama.astream``
 a line becomes an ``ollama.ChatResponse`` (pydantic), an ``AIMessageChunk`` and a
 ``ChatGenerationChunk`` (pydantic each), and LangChain adds each chunk to the ones before
-it: about 110 µs of CPU per token (bench/models.py measures it), the largest single cost of
-a token on its way to the person. ``astream_text`` sends the same request - the body is
-built by ChatOllama and ollama-python's own types, so options, keep-alive, images and
-format are exactly theirs - over the same httpx client, and reads each line with one
-``json.loads``.
+it; under it, httpx reads every line through h11 (pure Python) and an anyio cancel scope.
+Measured with Ollama's pace (one line per read, 50 streams at 50 tokens/s: bench/
+model_client.py), httpx alone costs ~200 µs of CPU per token, the largest single cost of a
+token on its way to the person. ``astream_text`` sends the same request - the body is built
+by ChatOllama and ollama-python's own types, so options, keep-alive, images and format are
+exactly theirs, and so are the client's headers and base URL - with aiohttp (its HTTP
+parser is C: ~40 µs per token at that pace), and reads each line with one ``json.loads``.
+Its errors are translated to httpx's, the ones ChatOllama raises, so callers tell a
+refused connection or a timeout the same way on both paths.
 
 Everything else (``ainvoke``, structured output, LangGraph's "messages" stream when no
 token sink is offered) is ChatOllama's own. nodes/token_stream.py uses ``astream_text``
@@ -16,10 +20,12 @@ when the model has it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import httpx
 from langchain_core.messages import BaseMessage
 from langchain_ollama import ChatOllama
@@ -73,25 +79,52 @@ class StreamingChatOllama(ChatOllama):
     ) -> AsyncIterator[str | dict[str, Any]]:
         """Each piece of text as Ollama sends it, then one dict (``stream_end``).
 
-        Errors are ollama-python's: ``ResponseError`` for an error status or an error line
-        (a model that is not installed is a 404), httpx's for a connection that fails.
+        Errors are ollama-python's ``ResponseError`` for an error status or an error line
+        (a model that is not installed is a 404), and httpx's for a connection that fails
+        or a model that stops answering (``_as_httpx_error``).
         """
         client = self._async_client
         if client is None:
             raise RuntimeError("the Ollama client is not initialised")
         http: httpx.AsyncClient = client._client
-        async with http.stream("POST", "/api/chat", json=self.request_body(messages)) as reply:
-            if reply.status_code >= 400:
-                await reply.aread()
-                raise ResponseError(reply.text, reply.status_code)
-            rest = b""
-            async for data in reply.aiter_bytes():  # lines split here: cheaper than aiter_lines
-                *lines, rest = (rest + data).split(b"\n")
-                for line in lines:
+        url = str(http.base_url.join("/api/chat"))
+        headers = {k: v for k, v in http.headers.items() if k.lower() != "accept-encoding"}
+        body = json.dumps(self.request_body(messages)).encode()
+        try:
+            async with (
+                aiohttp.ClientSession(
+                    timeout=_timeout(http.timeout), read_bufsize=2**20
+                ) as session,
+                session.post(url, data=body, headers=headers) as reply,
+            ):
+                if reply.status >= 400:
+                    raise ResponseError(await reply.text(), reply.status)
+                async for line in reply.content:  # one NDJSON line at a time
                     for piece in _pieces(line):
                         yield piece
-            for piece in _pieces(rest):
-                yield piece
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise _as_httpx_error(error, url) from error
+
+
+def _timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
+    """The httpx client's limits, as aiohttp spells them (no limit on the whole turn: a
+    long reply is fine as long as the model keeps writing)."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=timeout.connect, sock_read=timeout.read)
+
+
+def _as_httpx_error(error: BaseException, url: str) -> httpx.HTTPError:
+    """The httpx error ChatOllama would have raised for the same failure."""
+    request = httpx.Request("POST", url)
+    text = str(error) or type(error).__name__
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(text, request=request)
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+        return httpx.ReadTimeout(f"the model stopped answering: {text}", request=request)
+    if isinstance(error, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        return httpx.RemoteProtocolError(text, request=request)
+    if isinstance(error, aiohttp.ClientOSError):
+        return httpx.ReadError(text, request=request)
+    return httpx.TransportError(text, request=request)
 
 
 def _pieces(line: bytes) -> list[str | dict[str, Any]]:
