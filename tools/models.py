@@ -11,7 +11,9 @@ few-shot completion), ``scripted`` (deterministic offline stand-in for demos and
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import ssl
 from pathlib import Path
 from typing import Protocol
 
@@ -127,6 +129,16 @@ def describe_failure(error: BaseException, assignment: str, host: str, timeout: 
     return text[:300]
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for every Ollama client of the process.
+
+    httpx loads the CA bundle for each client it builds (~40 ms of CPU), and a ChatOllama
+    builds two: the first turn of each role stalled every stream of the process for ~90 ms.
+    """
+    return httpx.create_ssl_context()
+
+
 class AssignmentProvider:
     """Resolves assignment strings. ``auto`` is decided once, asynchronously (ensure_ready)."""
 
@@ -153,10 +165,16 @@ class AssignmentProvider:
         self.scripted_delay = delay
         self._cache: dict[tuple[str, ...], BaseChatModel] = {}
         self._ready = asyncio.Lock()
+        self._warm = False  # tls_context() is built
 
     async def ensure_ready(self) -> None:
         """Decide what `auto` means here: ask Ollama once (it may simply not be running)."""
+        if self._warm and self.auto is not None:
+            return  # every turn asks: nothing to wait for
         async with self._ready:
+            if not self._warm:
+                await asyncio.to_thread(tls_context)  # built off the event loop, once
+                self._warm = True
             if self.auto is None:
                 self.auto, self.auto_reason = await resolve_auto(self.ollama_host)
 
@@ -213,7 +231,7 @@ class AssignmentProvider:
             base_url=self.ollama_host,
             keep_alive=config.ollama_keep_alive,
             num_ctx=config.ollama_num_ctx,
-            client_kwargs={"timeout": config.timeout_for(role)},
+            client_kwargs={"timeout": config.timeout_for(role), "verify": tls_context()},
         )
 
 
