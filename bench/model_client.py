@@ -1,101 +1,73 @@
 """Model client figures: CPU per streamed token on the studio's side of an Ollama stream.
 
-The Ollama wire-format double (tests/ollama_double.py) serves a long reply as NDJSON, one
-line per word, from a separate process so its own CPU is not counted. The same turn is read
-through ``ChatOllama.astream`` (LangGraph Studio's path: a ChatResponse, an AIMessageChunk
-and a ChatGenerationChunk per token) and through ``StreamingChatOllama.astream_text``
-(tools/ollama_stream.py, the studio's token-sink path); the figure is the reading thread's
-CPU time per token.
+The model is bench/ollama_clock.py in its own process (Ollama's wire format, so its CPU is
+not counted): STREAMS turns at once, each TOKENS_PER_TURN NDJSON lines at
+TOKENS_PER_SECOND, as Ollama paces them - one line per socket read, which is what a
+client's per-read cost is paid on. The same turns are read through ``ChatOllama.astream``
+(LangGraph Studio's path: httpx, then a ChatResponse, an AIMessageChunk and a
+ChatGenerationChunk per token) and through ``StreamingChatOllama.astream_text``
+(tools/ollama_stream.py, the studio's token-sink path: aiohttp, one ``json.loads`` per
+line); the figure is the reading thread's CPU time per token.
 
     python -m bench.model_client      # prints the table, updates docs/benchmarks.md
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from langchain_core.messages import HumanMessage
 
+from bench.api import CLOCK_MODEL, TOKENS_PER_SECOND, TOKENS_PER_TURN, start_model_server
 from bench.report import update_section
 from creative_studio.tools.ollama_stream import StreamingChatOllama
 
-WORDS = 500
-TURNS = 12
-MODEL = "llama3.2:3b"
-
-
-def _double() -> None:
-    """The double's process: prints its URL, then serves until killed."""
-    from tests.ollama_double import OllamaDouble
-
-    double = OllamaDouble(
-        models=[MODEL], reply=lambda _: " ".join(f"w{i}" for i in range(WORDS))
-    ).start()
-    print(double.url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    finally:
-        double.stop()
+STREAMS = 50
+ROUNDS = 3
 
 
 async def _per_token(model: StreamingChatOllama, lean: bool) -> float:
     messages = [HumanMessage("Describe a lighthouse in a storm.")]
-    tokens = 0
-    started = time.thread_time()
-    for _ in range(TURNS):
+
+    async def turn() -> int:
         if lean:
-            tokens += sum([1 async for p in model.astream_text(messages) if isinstance(p, str)])
-        else:
-            tokens += sum([1 async for c in model.astream(messages) if c.text])
+            return sum([1 async for p in model.astream_text(messages) if isinstance(p, str)])
+        return sum([1 async for c in model.astream(messages) if c.text])
+
+    started = time.thread_time()
+    tokens = sum(await asyncio.gather(*(turn() for _ in range(STREAMS))))
     return (time.thread_time() - started) / tokens * 1e6
 
 
 async def measure(url: str) -> dict[str, float]:
-    model = StreamingChatOllama(model=MODEL, base_url=url)
+    model = StreamingChatOllama(model=CLOCK_MODEL, base_url=url)
     await _per_token(model, True)  # warm both paths (connections, imports)
     await _per_token(model, False)
     return {
-        "ChatOllama.astream": statistics.median([await _per_token(model, False) for _ in range(3)]),
+        "ChatOllama.astream": statistics.median(
+            [await _per_token(model, False) for _ in range(ROUNDS)]
+        ),
         "StreamingChatOllama.astream_text": statistics.median(
-            [await _per_token(model, True) for _ in range(3)]
+            [await _per_token(model, True) for _ in range(ROUNDS)]
         ),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--double", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.double:
-        _double()
-        return
-    double = subprocess.Popen(
-        [sys.executable, "-m", "bench.model_client", "--double"],
-        cwd=Path(__file__).resolve().parent.parent,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server, url = start_model_server()
     try:
-        assert double.stdout is not None
-        url = double.stdout.readline().strip()
-        if not url.startswith("http://"):
-            raise RuntimeError("the Ollama double did not start")
         figures = asyncio.run(measure(url))
     finally:
-        double.kill()
-        double.wait()
+        server.kill()
+        server.wait()
     rows = "\n".join(f"| `{path}` | {us:.0f} µs |" for path, us in figures.items())
     body = (
-        f"One Ollama stream of {WORDS} tokens, read {TURNS} times per figure (median of 3), "
-        "the double in its own process; the reading thread's CPU time per token.\n\n"
-        "| Path | CPU per token |\n|---|---|\n" + rows
+        f"{STREAMS} Ollama streams at once, each {TOKENS_PER_TURN} tokens at "
+        f"{TOKENS_PER_SECOND} tokens/s (bench/ollama_clock.py in its own process: one line "
+        f"per read, as Ollama paces them), median of {ROUNDS}; the reading thread's CPU time "
+        "per token.\n\n| Path | CPU per token |\n|---|---|\n" + rows
     )
     print(body)
     update_section("Model client: CPU per streamed token", body)

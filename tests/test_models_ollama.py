@@ -330,3 +330,10 @@ async def test_the_token_sink_path_names_a_missing_model_and_a_closed_port(ollam
     closed = StreamingChatOllama(model="llama3.2:3b", base_url=closed_port())
     with pytest.raises(httpx.ConnectError):
         [p async for p in closed.astream_text([HumanMessage("hi")])]
+    # The client's own read timeout (the role's) reads as httpx's, as on ChatOllama's path.
+    ollama.hang_seconds = 1.0
+    slow = StreamingChatOllama(
+        model="llama3.2:3b", base_url=ollama.url, client_kwargs={"timeout": 0.3}
+    )
+    with pytest.raises(httpx.ReadTimeout):
+        [p async for p in slow.astream_text([HumanMessage("hi")])]

@@ -4,12 +4,12 @@ Every token a specialist writes is one NDJSON line from Ollama. Through ``ChatOl
 a line becomes an ``ollama.ChatResponse`` (pydantic), an ``AIMessageChunk`` and a
 ``ChatGenerationChunk`` (pydantic each), and LangChain adds each chunk to the ones before
 it; under it, httpx reads every line through h11 (pure Python) and an anyio cancel scope.
-Measured with Ollama's pace (one line per read, 50 streams at 50 tokens/s: bench/
-model_client.py), httpx alone costs ~200 µs of CPU per token, the largest single cost of a
-token on its way to the person. ``astream_text`` sends the same request - the body is built
-by ChatOllama and ollama-python's own types, so options, keep-alive, images and format are
-exactly theirs, and so are the client's headers and base URL - with aiohttp (its HTTP
-parser is C: ~40 µs per token at that pace), and reads each line with one ``json.loads``.
+At Ollama's pace (one line per read; bench/model_client.py: 50 streams at 50 tokens/s)
+that is ~370 µs of CPU per token, ~200 µs of it httpx's reading alone: the largest single
+cost of a token on its way to the person. ``astream_text`` sends the same request - the
+body is built by ChatOllama and ollama-python's own types, so options, keep-alive, images
+and format are exactly theirs, and so are the client's headers and base URL - with aiohttp
+(its HTTP parser is C), and reads each line with one ``json.loads``: ~40-65 µs per token.
 Its errors are translated to httpx's, the ones ChatOllama raises, so callers tell a
 refused connection or a timeout the same way on both paths.
 
