@@ -215,6 +215,75 @@ def is_prose(segment: str) -> bool:
     return len(segment.split()) > MAX_SEGMENT_WORDS or bool(_SENTENCE_BREAK.search(segment))
 
 
+# What a small model writes where it has no negative prompt to give ("no negative prompt",
+# "none", "N/A"): words about the field, not things to keep out of the image.
+_PLACEHOLDER_WORDS = frozenset(
+    [
+        "no",
+        "none",
+        "nothing",
+        "negative",
+        "negatives",
+        "prompt",
+        "prompts",
+        "n/a",
+        "na",
+        "null",
+        "empty",
+        "blank",
+        "not",
+        "needed",
+        "required",
+        "applicable",
+        "any",
+    ]
+)
+
+
+def is_placeholder(segment: str) -> bool:
+    """A negative-prompt segment that only says there is no negative prompt."""
+    words = re.findall(r"[a-z/]+", segment.lower())
+    return bool(words) and set(words) <= _PLACEHOLDER_WORDS
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_CODE = re.compile(r"[{}\[\]=]")
+
+
+def _plan_numbers(plan: TechnicalPlan) -> set[float]:
+    """Every number the plan states: its settings, and those in its names and prompt."""
+    values: list[float] = [
+        plan.width, plan.height, plan.steps, plan.cfg, plan.seed, plan.denoise,
+        plan.batch_size, *(lora.strength for lora in plan.loras),
+    ]  # fmt: skip
+    if plan.video is not None:
+        values += [plan.video.frames, plan.video.fps, plan.video.motion_strength]
+    names = " ".join([plan.template, plan.checkpoint, plan.positive_prompt])
+    names += " " + " ".join(lora.name for lora in plan.loras)
+    return {float(v) for v in values} | {float(n) for n in _NUMBER.findall(names)}
+
+
+def stated_rationale(plan: TechnicalPlan) -> str:
+    """The plan's "why", without the sentences that contradict the plan.
+
+    The embedded 0.5B Pixel wrote "The team agreed on: resolution = 832x640, seed = 12345,
+    loras = [{'name': 'oak', ..." beside a plan with another seed and no LoRA. A sentence
+    that quotes a number the plan does not have, names LoRAs the plan has none of, or reads
+    as code is dropped; the settings themselves are shown above it anyway.
+    """
+    numbers = _plan_numbers(plan)
+    kept = []
+    for sentence in re.split(r"(?<=[.!?])\s+", plan.rationale.strip()):
+        if not sentence or _CODE.search(sentence):
+            continue
+        if {float(n) for n in _NUMBER.findall(sentence)} - numbers:
+            continue
+        if not plan.loras and re.search(r"\blora", sentence, re.IGNORECASE):
+            continue
+        kept.append(sentence)
+    return " ".join(kept)
+
+
 def repair(
     plan: TechnicalPlan,
     wishes: PersonWishes,
@@ -275,7 +344,11 @@ def repair(
     # there. Segments that are mostly the person's own wished-for words are taken out.
     fighting = {segment for segment, _ in _fighting_negatives(plan.negative_prompt, wishes)}
     report.removed.extend(f"negative: {segment}" for segment in fighting)
-    negative = ", ".join(s for s in _segments(plan.negative_prompt) if s not in fighting)
+    negative = ", ".join(
+        s
+        for s in _segments(plan.negative_prompt)
+        if s not in fighting and not is_placeholder(s)  # "no negative prompt" is not a negative
+    )
     for phrase in wishes.excluded():
         if stem(phrase) not in {stem(s) for s in _segments(negative)}:
             negative = f"{negative}, {phrase}" if negative else phrase
@@ -283,8 +356,16 @@ def repair(
     repaired = plan.model_copy(
         update={"positive_prompt": positive[:4000], "negative_prompt": negative[:4000]}
     )
+    repaired.rationale = stated_rationale(repaired)
     report.missing = check(repaired, wishes).missing
     return repaired, report
 
 
-__all__ = ["FidelityReport", "check", "missing_terms", "repair"]
+__all__ = [
+    "FidelityReport",
+    "check",
+    "is_placeholder",
+    "missing_terms",
+    "repair",
+    "stated_rationale",
+]

@@ -19,7 +19,7 @@ from creative_studio.graph.builder import build_graph
 from creative_studio.graph.fidelity import check, repair
 from creative_studio.graph.objections import contradicts_itself, counts_as_objection
 from creative_studio.graph.wishes import parse_wish, person_wishes
-from creative_studio.workflows.plan import TechnicalPlan
+from creative_studio.workflows.plan import LoRA, TechnicalPlan
 from tests.fakes import make_provider, run_turns
 
 CABIN = "A cozy cabin in a snowy forest at dusk, warm light in the windows"
@@ -327,6 +327,55 @@ def test_a_negative_never_names_the_subject_except_its_defects(
     assert check(repaired, wishes).faithful
     for taken in set(negative.split(", ")) - set(kept.split(", ")):
         assert f"“{taken}”" in report.summary()  # the person sees what was taken out
+
+
+@pytest.mark.parametrize(
+    ("negative", "kept"),
+    [
+        ("no negative prompt", ""),  # seen on the embedded model
+        ("None", ""),
+        ("blurry, N/A, watermark", "blurry, watermark"),
+        ("negative prompt not needed", ""),
+        ("no text, no people", "no text, no people"),  # real exclusions stay
+    ],
+)
+def test_a_placeholder_is_not_a_negative_prompt(negative: str, kept: str) -> None:
+    request = "a girl reading under a big oak tree in autumn, golden light"
+    wishes = person_wishes([HumanMessage(request, id="1")])
+    plan = TechnicalPlan(positive_prompt=request, negative_prompt=negative)
+    repaired, _ = repair(plan, wishes, conversation=leaks.allowed_stems([HumanMessage(request)]))
+    assert repaired.negative_prompt == kept
+
+
+def test_the_why_of_a_plan_never_contradicts_the_plan() -> None:
+    """The embedded Pixel's "why" once quoted another seed and a LoRA the plan did not have."""
+    request = "a girl reading under a big oak tree in autumn, golden light"
+    wishes = person_wishes([HumanMessage(request, id="1")])
+    plan = TechnicalPlan(
+        positive_prompt=request,
+        width=832,
+        height=640,
+        steps=15,
+        cfg=5.5,
+        seed=3513262619,
+        rationale=(
+            "Warm light suits the autumn scene. 832x640 gives the tree room, at CFG 5.5. "
+            "The team agreed: seed 12345 for a calm look. A soft LoRA adds grain. "
+            "Settings: resolution = 832x640, loras = [{'name': 'oak', 'power"
+        ),
+    )
+    repaired, _ = repair(plan, wishes, conversation=leaks.allowed_stems([HumanMessage(request)]))
+    assert repaired.rationale == (
+        "Warm light suits the autumn scene. 832x640 gives the tree room, at CFG 5.5."
+    )
+    assert "12345" not in repaired.summary() and "LoRA" not in repaired.summary()
+    with_lora = plan.model_copy(update={"loras": [LoRA(name="film_grain", strength=0.6)]})
+    repaired, _ = repair(
+        with_lora,
+        wishes,
+        conversation=leaks.allowed_stems([HumanMessage(request)]),
+    )
+    assert "A soft LoRA adds grain." in repaired.rationale
 
 
 async def test_lens_on_a_model_that_cannot_judge_is_the_studios_check_not_a_coin_toss():
