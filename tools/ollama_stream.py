@@ -93,7 +93,9 @@ class StreamingChatOllama(ChatOllama):
         try:
             async with (
                 aiohttp.ClientSession(
-                    timeout=_timeout(http.timeout), read_bufsize=2**20
+                    timeout=_timeout(http.timeout),
+                    read_bufsize=2**20,
+                    trust_env=http.trust_env,  # proxy settings from the environment, as httpx
                 ) as session,
                 session.post(url, data=body, headers=headers) as reply,
             ):
