@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
@@ -315,6 +316,37 @@ async def test_the_token_sink_path_sends_what_chatollama_sends_and_reads_the_sam
     for key in ("eval_count", "prompt_eval_count", "total_duration", "model_name"):
         assert end["response_metadata"][key] == final.response_metadata[key]
     assert end["usage_metadata"] == dict(final.usage_metadata or {})
+
+
+async def test_the_token_sink_path_keeps_a_base_url_prefix_and_the_clients_headers():
+    """Ollama behind a reverse proxy at a path: the request goes where ChatOllama's goes."""
+    from creative_studio.tools.ollama_stream import StreamingChatOllama
+
+    heads: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        line = b'{"message": {"role": "assistant", "content": "hi"}, "done": true}\n'
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(line), line)
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        model = StreamingChatOllama(
+            model="llama3.2:3b",
+            base_url=f"http://127.0.0.1:{port}/ollama",
+            client_kwargs={"headers": {"Authorization": "Bearer t0ken"}},
+        )
+        pieces = [p async for p in model.astream_text([HumanMessage("hi")])]
+    assert pieces[0] == "hi"
+    head = heads[0].decode()
+    assert head.startswith("POST /ollama/api/chat HTTP/1.1")
+    assert "authorization: bearer t0ken" in head.lower()
 
 
 async def test_the_token_sink_path_names_a_missing_model_and_a_closed_port(ollama):

@@ -87,9 +87,12 @@ class StreamingChatOllama(ChatOllama):
         if client is None:
             raise RuntimeError("the Ollama client is not initialised")
         http: httpx.AsyncClient = client._client
-        url = str(http.base_url.join("/api/chat"))
-        headers = {k: v for k, v in http.headers.items() if k.lower() != "accept-encoding"}
         body = json.dumps(self.request_body(messages)).encode()
+        # httpx's own URL and headers for this request (a base URL with a path prefix, the
+        # client's default headers); aiohttp sets the framing ones itself.
+        request = http.build_request("POST", "/api/chat", content=body)
+        url = str(request.url)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _FRAMING}
         try:
             async with (
                 aiohttp.ClientSession(
@@ -106,6 +109,11 @@ class StreamingChatOllama(ChatOllama):
                         yield piece
         except (aiohttp.ClientError, TimeoutError) as error:
             raise _as_httpx_error(error, url) from error
+
+
+_FRAMING = frozenset(
+    {"host", "connection", "content-length", "transfer-encoding", "accept-encoding"}
+)
 
 
 def _timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
