@@ -20,7 +20,6 @@ when the model has it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -91,7 +90,6 @@ class StreamingChatOllama(ChatOllama):
         # httpx's own URL and headers for this request (a base URL with a path prefix, the
         # client's default headers); aiohttp sets the framing ones itself.
         request = http.build_request("POST", "/api/chat", content=body)
-        url = str(request.url)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _FRAMING}
         try:
             async with (
@@ -100,7 +98,7 @@ class StreamingChatOllama(ChatOllama):
                     read_bufsize=2**20,
                     trust_env=http.trust_env,  # proxy settings from the environment, as httpx
                 ) as session,
-                session.post(url, data=body, headers=headers) as reply,
+                session.post(str(request.url), data=body, headers=headers) as reply,
             ):
                 if reply.status >= 400:
                     raise ResponseError(await reply.text(), reply.status)
@@ -108,7 +106,7 @@ class StreamingChatOllama(ChatOllama):
                     for piece in _pieces(line):
                         yield piece
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise _as_httpx_error(error, url) from error
+            raise _as_httpx_error(error, request) from error
 
 
 _FRAMING = frozenset(
@@ -122,13 +120,12 @@ def _timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, sock_connect=timeout.connect, sock_read=timeout.read)
 
 
-def _as_httpx_error(error: BaseException, url: str) -> httpx.HTTPError:
+def _as_httpx_error(error: BaseException, request: httpx.Request) -> httpx.HTTPError:
     """The httpx error ChatOllama would have raised for the same failure."""
-    request = httpx.Request("POST", url)
     text = str(error) or type(error).__name__
     if isinstance(error, aiohttp.ClientConnectorError):
         return httpx.ConnectError(text, request=request)
-    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+    if isinstance(error, TimeoutError):  # asyncio's is the same class
         return httpx.ReadTimeout(f"the model stopped answering: {text}", request=request)
     if isinstance(error, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
         return httpx.RemoteProtocolError(text, request=request)
