@@ -31,6 +31,7 @@ from creative_studio.store.database import Database
 from creative_studio.store.repository import StudioRepository
 from creative_studio.tools.comfyui import ComfyUIClient, persistent_client_id
 from creative_studio.tools.models import EMBEDDED_NOTE, AssignmentProvider
+from creative_studio.tools.ollama_stream import close_sessions
 from creative_studio.tools.settings import StudioSettings
 from creative_studio.tools.storage import storage_from_env
 
@@ -179,6 +180,7 @@ async def chat(args: argparse.Namespace, settings: StudioSettings) -> int:
                 await _show_result(view, runner, cid)
         finally:  # also on Ctrl-C and SIGTERM: the conversation is kept either way
             await runner.aclose()
+            await close_sessions()  # the Ollama turns' connections
             await generations.aclose()
             await comfyui.aclose()
             console.print(

@@ -32,6 +32,7 @@ from creative_studio.store.repository import StudioRepository
 from creative_studio.tools.comfyui import ComfyUIClient, persistent_client_id
 from creative_studio.tools.comfyui_pool import ComfyUIPool
 from creative_studio.tools.models import AssignmentProvider, ModelProvider
+from creative_studio.tools.ollama_stream import close_sessions
 from creative_studio.tools.settings import StudioSettings
 from creative_studio.tools.storage import Storage, storage_from_env
 
@@ -182,6 +183,7 @@ class Studio:
         if self.takeover is not None:
             await self.takeover.stop()
         await self.runner.aclose()
+        await close_sessions()  # the Ollama turns' connections
         await self.generations.aclose()
         await self.generations.pool.aclose()  # every server's client (the primary too)
         close_storage = getattr(self.storage, "aclose", None)

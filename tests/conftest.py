@@ -23,6 +23,7 @@ import pytest
 
 from creative_studio.store.database import Database
 from creative_studio.store.embedded_postgres import start_embedded_postgres, stop_embedded_postgres
+from creative_studio.tools.ollama_stream import close_sessions
 from tests.comfyui_double import ComfyUIDouble
 from tests.service_guard import (
     CLOSED_URL,
@@ -61,6 +62,14 @@ def database_url(server_url: str, dbname: str) -> str:
     """The server URI with another database name (keeps the socket ``host=`` query)."""
     parts = urlsplit(server_url)
     return urlunsplit(parts._replace(path=f"/{dbname}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _ollama_sessions_closed() -> AsyncIterator[None]:
+    """The streamed Ollama turns' shared session (tools/ollama_stream.py) is closed at the
+    end of the run, as the studio closes it at shutdown."""
+    yield
+    await close_sessions()
 
 
 @pytest.fixture(scope="session")

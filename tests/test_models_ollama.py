@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import json
 import operator
@@ -369,3 +370,85 @@ async def test_the_token_sink_path_names_a_missing_model_and_a_closed_port(ollam
     )
     with pytest.raises(httpx.ReadTimeout):
         [p async for p in slow.astream_text([HumanMessage("hi")])]
+
+
+async def test_streamed_turns_share_a_kept_alive_connection_and_a_cut_turn_closes_its_own():
+    """Turn after turn goes over one connection (no connect, DNS or proxy lookup per turn);
+    a turn the studio stops early closes its connection, so Ollama stops generating."""
+    from creative_studio.tools.ollama_stream import StreamingChatOllama
+
+    connections: list[asyncio.Event] = []  # each set once the studio closes it
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        closed = asyncio.Event()
+        connections.append(closed)
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = json.loads(await reader.readexactly(length))
+                long = "long" in body["messages"][-1]["content"]
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n"
+                )
+                for k in range(200 if long else 3):
+                    line = json.dumps({"message": {"content": f"t{k} "}, "done": False}) + "\n"
+                    writer.write(b"%x\r\n%s\r\n" % (len(line), line.encode()))
+                    await writer.drain()
+                    await asyncio.sleep(0.01 if long else 0)
+                done = json.dumps({"message": {"content": ""}, "done": True}) + "\n"
+                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done.encode()))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        closed.set()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        model = StreamingChatOllama(model="llama3.2:3b", base_url=f"http://127.0.0.1:{port}")
+        for _ in range(3):
+            pieces = [p async for p in model.astream_text([HumanMessage("hi")])]
+            assert pieces[:3] == ["t0 ", "t1 ", "t2 "]
+        assert len(connections) == 1 and not connections[0].is_set()
+        stream = model.astream_text([HumanMessage("a long one")])
+        async with contextlib.aclosing(stream):
+            assert await anext(stream) == "t0 "  # the person interjects here
+        await asyncio.wait_for(connections[0].wait(), 5)  # the server saw it go
+        pieces = [p async for p in model.astream_text([HumanMessage("hi")])]
+        assert pieces[0] == "t0 " and len(connections) == 2
+
+
+async def test_the_token_sink_path_goes_through_the_proxy_httpx_would_use(monkeypatch):
+    """HTTP_PROXY as httpx reads it (ChatOllama's client trusts the environment): the
+    request reaches the proxy in absolute form; NO_PROXY hosts are asked directly."""
+    from creative_studio.tools.ollama_stream import StreamingChatOllama
+
+    heads: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        line = b'{"message": {"role": "assistant", "content": "hi"}, "done": true}\n'
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(line), line)
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    async with server:
+        model = StreamingChatOllama(model="llama3.2:3b", base_url="http://ollama.studio:11434")
+        pieces = [p async for p in model.astream_text([HumanMessage("hi")])]
+        assert pieces[0] == "hi"
+        assert heads[-1].startswith(b"POST http://ollama.studio:11434/api/chat HTTP/1.1")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = StreamingChatOllama(model="llama3.2:3b", base_url=f"http://127.0.0.1:{port}")
+        pieces = [p async for p in direct.astream_text([HumanMessage("hi")])]
+        assert pieces[0] == "hi"
+        assert heads[-1].startswith(b"POST /api/chat HTTP/1.1")

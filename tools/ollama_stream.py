@@ -13,6 +13,13 @@ and format are exactly theirs, and so are the client's headers and base URL - wi
 Its errors are translated to httpx's, the ones ChatOllama raises, so callers tell a
 refused connection or a timeout the same way on both paths.
 
+The turns of a process share one aiohttp session per event loop (``close_sessions`` at
+shutdown): a turn reuses a kept-alive connection instead of connecting, resolving the
+host and reading the proxy settings in worker threads each time (several thread hops per
+turn, each contending for the GIL with the event loop). A turn cut short closes its
+connection (aiohttp does not reuse one whose reply was not read to the end), so Ollama
+stops generating it, as it does when ChatOllama's stream is closed.
+
 Everything else (``ainvoke``, structured output, LangGraph's "messages" stream when no
 token sink is offered) is ChatOllama's own. nodes/token_stream.py uses ``astream_text``
 when the model has it.
@@ -20,12 +27,18 @@ when the model has it.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+import os
+import ssl
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import httpx
+from httpx._utils import URLPattern, get_environment_proxies  # the client's own reading
 from langchain_core.messages import BaseMessage
 from langchain_ollama import ChatOllama
 from langchain_ollama.chat_models import (
@@ -34,7 +47,64 @@ from langchain_ollama.chat_models import (
 from ollama import Image, Message, ResponseError
 from ollama._types import ChatRequest
 
-__all__ = ["StreamingChatOllama", "stream_end"]
+__all__ = ["StreamingChatOllama", "close_sessions", "stream_end"]
+
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+    weakref.WeakKeyDictionary()
+)
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def _session() -> aiohttp.ClientSession:
+    """The running loop's session for streamed turns (made on first use)."""
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),  # one connection per live turn
+            read_bufsize=2**20,
+            trust_env=False,  # proxies as httpx reads them: _proxy, once per origin
+        )
+        _sessions[loop] = session
+    return session
+
+
+async def close_sessions() -> None:
+    """Close the running loop's session (at shutdown; the next turn would open another)."""
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
+        await session.close()
+
+
+def _proxy(url: httpx.URL, trust_env: bool) -> str | None:
+    """The proxy an httpx client that trusts the environment would use for ``url``."""
+    if not trust_env:
+        return None
+    settings = tuple(
+        os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXY_VARIABLES
+    )
+    return _proxy_for(url.scheme, url.host, url.port, settings)
+
+
+@functools.lru_cache(maxsize=64)
+def _proxy_for(
+    scheme: str, host: str, port: int | None, settings: tuple[str | None, ...]
+) -> str | None:
+    """httpx's own choice from the environment: its patterns, most specific first, the
+    first that matches wins (``settings`` only keys the cache)."""
+    origin = httpx.URL(scheme=scheme, host=host, port=port)
+    proxies = {URLPattern(key): proxy for key, proxy in get_environment_proxies().items()}
+    for pattern in sorted(proxies):
+        if pattern.matches(origin):
+            return proxies[pattern]
+    return None
+
+
+def _tls(verify: Any) -> ssl.SSLContext | bool:
+    """aiohttp's ``ssl`` for the httpx client's ``verify`` (a context, or off)."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    return verify is not False
 
 
 def stream_end(done: dict[str, Any]) -> dict[str, Any]:
@@ -92,14 +162,14 @@ class StreamingChatOllama(ChatOllama):
         request = http.build_request("POST", "/api/chat", content=body)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _FRAMING}
         try:
-            async with (
-                aiohttp.ClientSession(
-                    timeout=_timeout(http.timeout),
-                    read_bufsize=2**20,
-                    trust_env=http.trust_env,  # proxy settings from the environment, as httpx
-                ) as session,
-                session.post(str(request.url), data=body, headers=headers) as reply,
-            ):
+            async with _session().post(
+                str(request.url),
+                data=body,
+                headers=headers,
+                timeout=_timeout(http.timeout),
+                proxy=_proxy(request.url, http.trust_env),
+                ssl=_tls((self.client_kwargs or {}).get("verify", True)),
+            ) as reply:
                 if reply.status >= 400:
                     raise ResponseError(await reply.text(), reply.status)
                 async for line in reply.content:  # one NDJSON line at a time
