@@ -5,7 +5,7 @@
 It reads for SECONDS at most, or until a line arrives on its stdin (the bench says when).
 
 Opens one stream per conversation, prints "ready" once every stream answered, then records
-each token's clock mark (``⏱<ns>``, escaped by json.dumps as ``\\u23f1``) with its latency
+each token's clock mark (``⏱<ns>``, in UTF-8 or escaped as ``\\u23f1``) with its latency
 on arrival, and prints them as JSON at the end. A frame of several coalesced tokens carries
 several marks: each token counts.
 
@@ -28,7 +28,7 @@ from typing import cast
 
 from bench.fast_loop import run
 
-MARK = re.compile(rb"\\u23f1(\d+)")
+MARK = re.compile(rb"(?:\\u23f1|\xe2\x8f\xb1)(\d+)")  # the mark escaped, or in UTF-8
 TOKEN = b"\nevent: token\r\n"
 END = b"\r\n\r\n"
 

@@ -204,7 +204,7 @@ class EventLog:
             rows = await cur.fetchall()
         stored = []
         for event, row in zip(events, rows, strict=True):  # rows in id order: events' order
-            logged = LoggedEvent.model_construct(  # our own values: nothing to validate
+            logged = LoggedEvent(
                 id=int(row["id"]),
                 conversation_id=_canonical(event.conversation_id)[0],
                 kind=event.kind,

@@ -9,7 +9,7 @@ that is ~370 µs of CPU per token, ~200 µs of it httpx's reading alone: the lar
 cost of a token on its way to the person. ``astream_text`` sends the same request - the
 body is built by ChatOllama and ollama-python's own types, so options, keep-alive, images
 and format are exactly theirs, and so are the client's headers and base URL - with aiohttp
-(its HTTP parser is C), and reads each line with one ``json.loads``: ~40-65 µs per token.
+(its HTTP parser is C), and reads each line with one ``orjson.loads``: ~40-65 µs per token.
 Its errors are translated to httpx's, the ones ChatOllama raises, so callers tell a
 refused connection or a timeout the same way on both paths.
 
@@ -38,6 +38,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import orjson
 from httpx._utils import URLPattern, get_environment_proxies  # the client's own reading
 from langchain_core.messages import BaseMessage
 from langchain_ollama import ChatOllama
@@ -208,7 +209,7 @@ def _pieces(line: bytes) -> list[str | dict[str, Any]]:
     """What one NDJSON line says: its text, and after the ``done`` line the metadata."""
     if not line.strip():
         return []
-    part = json.loads(line)
+    part = orjson.loads(line)
     if error := part.get("error"):
         raise ResponseError(error)
     text = (part.get("message") or {}).get("content") or ""

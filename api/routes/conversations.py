@@ -151,7 +151,7 @@ async def event_log(
     record = await studio.repository.get_conversation(conversation_id)
     await studio.events.check_last_id(str(record.id), after)
     return [
-        EventOut.model_validate(e.model_dump())
+        EventOut(id=e.id, kind=e.kind, data=e.data, created_at=e.created_at)
         for e in await studio.events.read(str(record.id), after, limit)
     ]
 
