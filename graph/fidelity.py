@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from creative_studio.graph.rationale import stated_rationale
 from creative_studio.graph.wishes import PersonWishes, Wish, stem
 from creative_studio.workflows.plan import TechnicalPlan, VideoSettings
 
@@ -246,44 +247,6 @@ def is_placeholder(segment: str) -> bool:
     return bool(words) and set(words) <= _PLACEHOLDER_WORDS
 
 
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_CODE = re.compile(r"[{}\[\]=]")
-
-
-def _plan_numbers(plan: TechnicalPlan) -> set[float]:
-    """Every number the plan states: its settings, and those in its names and prompt."""
-    values: list[float] = [
-        plan.width, plan.height, plan.steps, plan.cfg, plan.seed, plan.denoise,
-        plan.batch_size, *(lora.strength for lora in plan.loras),
-    ]  # fmt: skip
-    if plan.video is not None:
-        values += [plan.video.frames, plan.video.fps, plan.video.motion_strength]
-    names = " ".join([plan.template, plan.checkpoint, plan.positive_prompt])
-    names += " " + " ".join(lora.name for lora in plan.loras)
-    return {float(v) for v in values} | {float(n) for n in _NUMBER.findall(names)}
-
-
-def stated_rationale(plan: TechnicalPlan) -> str:
-    """The plan's "why", without the sentences that contradict the plan.
-
-    The embedded 0.5B Pixel wrote "The team agreed on: resolution = 832x640, seed = 12345,
-    loras = [{'name': 'oak', ..." beside a plan with another seed and no LoRA. A sentence
-    that quotes a number the plan does not have, names LoRAs the plan has none of, or reads
-    as code is dropped; the settings themselves are shown above it anyway.
-    """
-    numbers = _plan_numbers(plan)
-    kept = []
-    for sentence in re.split(r"(?<=[.!?])\s+", plan.rationale.strip()):
-        if not sentence or _CODE.search(sentence):
-            continue
-        if {float(n) for n in _NUMBER.findall(sentence)} - numbers:
-            continue
-        if not plan.loras and re.search(r"\blora", sentence, re.IGNORECASE):
-            continue
-        kept.append(sentence)
-    return " ".join(kept)
-
-
 def repair(
     plan: TechnicalPlan,
     wishes: PersonWishes,
@@ -367,5 +330,4 @@ __all__ = [
     "is_placeholder",
     "missing_terms",
     "repair",
-    "stated_rationale",
 ]

@@ -18,8 +18,9 @@ from creative_studio.graph import leaks
 from creative_studio.graph.builder import build_graph
 from creative_studio.graph.fidelity import check, repair
 from creative_studio.graph.objections import contradicts_itself, counts_as_objection
+from creative_studio.graph.rationale import stated_rationale
 from creative_studio.graph.wishes import parse_wish, person_wishes
-from creative_studio.workflows.plan import LoRA, TechnicalPlan
+from creative_studio.workflows.plan import LoRA, TechnicalPlan, VideoSettings
 from tests.fakes import make_provider, run_turns
 
 CABIN = "A cozy cabin in a snowy forest at dusk, warm light in the windows"
@@ -563,3 +564,43 @@ def test_a_reply_that_parrots_its_own_instruction_is_dropped():
     text, dropped = drop_echoes(reply, [HumanMessage(CABIN, id="1")], prompt=said_to_it)
     assert dropped == ["In the frame, you would offer one or two vivid, concrete ideas."]
     assert text == "A low angle from the snow, the cabin small on the right third."
+
+
+def test_the_why_of_a_still_keeps_to_the_plans_language_kind_and_full_sentences() -> None:
+    """The embedded Pixel ended a still image's "why" with "a standard quality for video
+    requests. The positive and负面" (out of tokens, slipping into Chinese)."""
+    request = "a fox crossing a frozen river at dawn, ukiyo-e woodblock print"
+    wishes = person_wishes([HumanMessage(request, id="1")])
+    plan = TechnicalPlan(
+        positive_prompt=request,
+        width=832,
+        height=640,
+        steps=15,
+        cfg=5.5,
+        rationale=(
+            "A wide frame gives the fox the whole river. "
+            "The team agreed on 832x640, a standard quality for video requests. "
+            "Flat colour suits a woodblock print. 负面提示去掉了模糊。 The positive and"
+        ),
+    )
+    conversation = leaks.allowed_stems([HumanMessage(request)])
+    repaired, _ = repair(plan, wishes, conversation=conversation)
+    assert repaired.rationale == (
+        "A wide frame gives the fox the whole river. Flat colour suits a woodblock print."
+    )
+    # The same words are kept where the plan says them: a video's frames, a Japanese prompt.
+    video = plan.model_copy(
+        update={
+            "template": "video_native",
+            "video": VideoSettings(frames=49, fps=16),
+            "rationale": "The video runs 49 frames at 16 fps, smooth enough for the river.",
+        }
+    )
+    assert stated_rationale(video) == video.rationale
+    japanese = plan.model_copy(
+        update={
+            "positive_prompt": "夜明けの凍った川を渡る狐, 浮世絵",
+            "rationale": "浮世絵の平らな色。冬の朝の光。 The positive and",
+        }
+    )
+    assert stated_rationale(japanese) == "浮世絵の平らな色。 冬の朝の光。"
