@@ -89,6 +89,32 @@ def clean_reply(text: str, names: Iterable[str], limit: int) -> str:
     return text
 
 
+_CLAUSE = re.compile(r"[^,;:.!?。！？]+[,;:.!?。！？]*")
+LOOP_CLAUSE_WORDS = 4  # a repeated clause this long is a loop, not a refrain
+
+
+def without_loops(text: str) -> str:
+    """Cut a turn where it starts saying a clause of its own again.
+
+    A small model can fall into a loop: the embedded Saga wrote "the feeling of pleasure and
+    happiness, the feeling of contentment and satisfaction, the feeling of pleasure and
+    happiness, ..." until its tokens ran out. The turn ends before the first clause (of at
+    least ``LOOP_CLAUSE_WORDS`` words) whose words it already said, with a full stop.
+    """
+    seen: set[tuple[str, ...]] = set()
+    for match in _CLAUSE.finditer(text):
+        words = tuple(sorted(re.findall(r"\w+", match.group().lower())))
+        if len(words) < LOOP_CLAUSE_WORDS:
+            continue
+        if words in seen:
+            kept = text[: match.start()].rstrip(" ,;:-–—")
+            if kept and kept[-1] not in ".!?…。！？":
+                kept += "."
+            return kept
+        seen.add(words)
+    return text
+
+
 _READY = re.compile(r"^\W*(ready|yes|agreed|approve[d]?|go|ship it|let's go|all good)\b", re.I)
 _NOT_READY = re.compile(r"\b(not yet|not ready|wait|hold on|object|objection|before we)\b", re.I)
 

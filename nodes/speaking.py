@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from creative_studio.core.events import TOKEN_SINK_KEY, TokenSink
-from creative_studio.core.text import clean_reply
+from creative_studio.core.text import clean_reply, without_loops
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.leaks import allowed_stems, strip_leaks
 from creative_studio.graph.prompting import (
@@ -236,13 +236,15 @@ def whole_sentences(text: str) -> str:
 def settle_reply(text: str, state: StudioState, turn: Turn) -> tuple[str, dict[str, Any]]:
     """What the studio guarantees of every discussion turn, whatever the model wrote.
 
+    A turn that ran out of tokens mid-sentence ends at its last full stop, one that fell
+    into a loop before its first repeated clause (core/text.py ``without_loops``).
     Sentences carrying words a prompt example planted are dropped (graph/leaks.py); an
     answer to the person that does not take up their words (or is a vote) is opened with
     them; an empty turn becomes the role's plain line about the request.
     """
     notes: dict[str, Any] = {}
     messages = state.get("messages", [])
-    text = whole_sentences(text)
+    text = without_loops(whole_sentences(text))
     text, leaked = strip_leaks(text, allowed_stems(messages))
     if leaked:
         notes["leaks_removed"] = sorted(leaked)

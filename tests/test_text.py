@@ -11,6 +11,7 @@ from creative_studio.core.text import (
     novelty,
     parse_vote,
     similarity,
+    without_loops,
 )
 from creative_studio.graph.prompting import window_start
 
@@ -81,3 +82,26 @@ def test_transcript_window_slides_in_chunks():
     assert [window_start(n, 12) for n in (5, 12, 13, 16, 17, 20, 21)] == [0, 0, 4, 4, 8, 8, 12]
     shown = [n - window_start(n, 12) for n in range(1, 80)]
     assert min(shown[12:]) >= 8 and max(shown) <= 12
+
+
+def test_a_turn_that_falls_into_a_loop_ends_before_its_first_repeat():
+    """As the embedded Saga wrote it, until its tokens ran out."""
+    looping = (
+        "For the feeling, the viewer should feel relief and joy as the fox crosses the river. "
+        "The sense of calm and peace, the feeling of contentment and accomplishment, the "
+        "feeling of pleasure and happiness, the feeling of contentment and accomplishment, "
+        "the feeling of pleasure and happiness, the feeling of"
+    )
+    assert without_loops(looping) == (
+        "For the feeling, the viewer should feel relief and joy as the fox crosses the river. "
+        "The sense of calm and peace, the feeling of contentment and accomplishment, the "
+        "feeling of pleasure and happiness."
+    )
+    # A sentence said twice is a loop too; short refrains and lists are not.
+    assert without_loops("Keep the fox small. Keep the fox small. Keep") == "Keep the fox small."
+    for fine in (
+        "Red, red, red: the lantern, the scarf, the sun.",
+        "Yes, yes. The river is wide, the river is cold, the ice is thin.",
+        "Low and wide. Low and wide again, but warmer.",
+    ):
+        assert without_loops(fine) == fine
