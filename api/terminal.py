@@ -1,6 +1,13 @@
 """What the terminal chat shows: each specialist in their colour, tokens as they stream.
 
 Renders the studio's events (core/events.py) with rich; api/cli.py drives it.
+
+A turn is stored as the studio settled it (nodes/speaking.py: cut back to its last full
+sentence, out of a loop, without a planted word or an echo), which can differ from what
+streamed. The web replaces the streamed bubble with the stored message; here, on a
+terminal, the streamed turn is redrawn as stored, and when the output is not a terminal
+(a log, a pipe) the stored text follows it, so what the person reads is what the team
+and the history hold.
 """
 
 from __future__ import annotations
@@ -8,7 +15,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -31,6 +40,8 @@ class TerminalView:
         self.streaming: str | None = None  # message id being streamed
         self.shown: set[str] = set()
         self.streamed: set[str] = set()  # ids whose text is already on screen
+        self.stream_head = ""  # the header of the message being streamed ("Luna (style): ")
+        self.stream_text = ""  # and what it streamed
         self.question: dict[str, Any] | None = None
         self.status = "idle"
         self.result_shown = False
@@ -41,10 +52,11 @@ class TerminalView:
         self.generation_waiting = False
         self._generation_settled = asyncio.Event()
 
-    def _header(self, role: str, speaker: str) -> None:
+    def _header(self, role: str, speaker: str, *, blank_line: bool = True) -> str:
         colour = ROLE_COLOURS.get(role, "white")
         label = f"{speaker} ({role})" if role in personas() else speaker
-        self.console.print(f"\n[bold {colour}]{label}:[/] ", end="")
+        self.console.print(f"{chr(10) if blank_line else ''}[bold {colour}]{label}:[/] ", end="")
+        return f"{label}: "
 
     def _end_stream(self) -> None:
         if self.streaming is not None:
@@ -56,9 +68,11 @@ class TerminalView:
         if event.kind == "token":
             if self.streaming != data["message_id"]:
                 self._end_stream()
-                self._header(data["role"], data["speaker"])
+                self.stream_head = self._header(data["role"], data["speaker"])
+                self.stream_text = ""
                 self.streaming = data["message_id"]
                 self.streamed.add(data["message_id"])
+            self.stream_text += data["text"]
             self.console.print(data["text"], end="", markup=False, highlight=False)
         elif event.kind == "message":
             self._message(data)
@@ -139,7 +153,9 @@ class TerminalView:
         if data["role"] == "user" and not self.echo_user:
             return  # the person just typed it
         if self.streaming == message_id:
-            if data.get("interrupted"):
+            if not data.get("interrupted"):
+                self._settle(data)
+            else:
                 self.console.print(" [dim italic](interrupted)[/]", end="")
             self._end_stream()
             return
@@ -152,6 +168,29 @@ class TerminalView:
         self._header(data["role"], data["speaker"])
         style = "dim" if data["role"] == "system" else ""
         self.console.print(data["content"], style=style, markup=False, highlight=False)
+
+    def _settle(self, data: dict[str, Any]) -> None:
+        """The streamed turn as it was stored, when that differs from what streamed."""
+        final = str(data.get("content") or "")
+        if " ".join(final.split()) == " ".join(self.stream_text.split()):
+            return
+        if not self.console.is_terminal:
+            self.console.print()
+            self.console.print(
+                f"[dim]↳ kept as: {escape(final)}[/]", highlight=False, soft_wrap=True
+            )
+            self.streaming = None
+            return
+        # Back to the start of the streamed turn (the terminal wrapped it at its width),
+        # clear from there down, and write the turn again as stored.
+        width = max(1, self.console.width)
+        lines = (self.stream_head + self.stream_text).split("\n")
+        rows = sum(max(1, -(-cell_len(line) // width)) for line in lines)
+        up = f"\x1b[{rows - 1}F" if rows > 1 else "\r"
+        self.console.file.write(up + "\x1b[J")  # rich has no "clear to the end of screen"
+        self.console.file.flush()
+        self._header(data["role"], data["speaker"], blank_line=False)
+        self.console.print(final, end="", markup=False, highlight=False, soft_wrap=True)
 
     def _show_question(self, question: dict[str, Any]) -> None:
         if question.get("type") == "approve_plan" and question.get("plan"):
