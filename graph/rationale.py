@@ -9,7 +9,9 @@ contradicts them is dropped rather than corrected:
 
 * one that quotes a number the plan does not have, names LoRAs it has none of, or reads
   as code;
-* one that speaks of video (video, frames, fps, animation) for a still image;
+* one that speaks of video (video, frames, fps, animation) for a still image, or names a
+  workflow the plan does not use ("text-to-image and image-to-image workflows" for a
+  txt2img plan);
 * one in a script the prompt does not use (the model slipping into another language);
 * a last fragment that ran out of tokens before its full stop.
 """
@@ -28,6 +30,12 @@ _CODE = re.compile(r"[{}\[\]=]")
 _LORA = re.compile(r"\blora", re.IGNORECASE)
 # Words only a video plan has ("frame" alone is composition's: "a wide frame").
 _VIDEO = re.compile(r"\b(?:videos?|animat\w*|fps|frames|frame rate|footage)\b", re.I)
+# Workflow kinds a sentence may name, by what the plan's template is called.
+_WORKFLOWS = {
+    "img2img": re.compile(r"\b(?:img2img|image[- ]to[- ]image)\b", re.I),
+    "upscale": re.compile(r"\bupscal\w*", re.I),
+    "inpaint": re.compile(r"\binpaint\w*", re.I),
+}
 _SENTENCE_END = re.compile(r"[.!?…。！？][\"”'»)\]]*$")
 
 
@@ -71,6 +79,11 @@ def stated_rationale(plan: TechnicalPlan) -> str:
         if not plan.loras and _LORA.search(sentence):
             continue
         if plan.video is None and _VIDEO.search(sentence):
+            continue
+        if any(
+            kind not in plan.template and named.search(sentence)
+            for kind, named in _WORKFLOWS.items()
+        ):
             continue
         kept.append(sentence)
     return " ".join(kept)

@@ -580,7 +580,9 @@ def test_the_why_of_a_still_keeps_to_the_plans_language_kind_and_full_sentences(
         rationale=(
             "A wide frame gives the fox the whole river. "
             "The team agreed on 832x640, a standard quality for video requests. "
-            "Flat colour suits a woodblock print. 负面提示去掉了模糊。 The positive and"
+            "Flat colour suits a woodblock print. 负面提示去掉了模糊。 "
+            "The team agreed on ComfyUI's txt2img and image-to-image workflows. "
+            "The positive and"
         ),
     )
     conversation = leaks.allowed_stems([HumanMessage(request)])
