@@ -50,5 +50,24 @@ one (LangGraph Studio, ``langgraph dev``, an embedding app) tokens stream the La
 
 TOKEN_SINK_KEY = "token_sink"
 
+REPLAY_KEY = "replayed_turns"
+"""``configurable`` key: the turns a run already said before its step was checkpointed,
+``{message_id: text}``. LangGraph re-runs a step whose checkpoint was lost (the database
+went away just after the runner stored the turn, a worker was killed); a specialist whose
+turn id is here returns what was said instead of asking its model again, so the history
+and the checkpoint hold the turn once, with one text."""
 
-__all__ = ["TOKEN_SINK_KEY", "EventKind", "EventSink", "StudioEvent", "TokenSink"]
+CUT_KEY = "cut_turns"
+"""``configurable`` key: ids of turns that streamed but never finished (their run was cut).
+Their text stays as it streamed (kept as interrupted); the re-run turn takes a new id."""
+
+
+__all__ = [
+    "CUT_KEY",
+    "REPLAY_KEY",
+    "TOKEN_SINK_KEY",
+    "EventKind",
+    "EventSink",
+    "StudioEvent",
+    "TokenSink",
+]

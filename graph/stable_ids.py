@@ -8,8 +8,9 @@ would hold it twice and the checkpoint once. The studio's own lines (moderator n
 questions, plan and generation results) are deterministic functions of the state, so their
 ids are too: derived from the step's input (the newest message's id and the count) and the
 message itself. A re-run with the same input writes the same ids, and storing is idempotent.
-Messages that come with an id (a specialist's reply carries the id its tokens streamed
-under) keep it.
+Messages that come with an id keep it: a specialist's reply carries the id its tokens
+streamed under, its task's (nodes/speaking.py ``turn_id``), the same when the step runs
+again, and the runner hands a turn it already said back to the re-run node.
 """
 
 from __future__ import annotations

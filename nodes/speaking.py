@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Collection
 from typing import Any
+from uuid import UUID, uuid4, uuid5
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from creative_studio.core.events import TOKEN_SINK_KEY, TokenSink
+from creative_studio.core.events import CUT_KEY, REPLAY_KEY, TOKEN_SINK_KEY, TokenSink
 from creative_studio.core.text import clean_reply, without_loops
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.leaks import allowed_stems, strip_leaks
@@ -157,6 +159,7 @@ async def call_model(
     time_limit: float | None = None,
     sink: TokenSink | None = None,
     role: str = "",
+    message_id: str | None = None,
 ) -> BaseMessage:
     """Invoke the model with a time limit, retrying a refused connection twice.
 
@@ -170,7 +173,7 @@ async def call_model(
         try:
             async with asyncio.timeout(time_limit):
                 if stream and sink is not None:
-                    return await stream_reply(model, messages, sink, role)
+                    return await stream_reply(model, messages, sink, role, message_id)
                 return await runnable.ainvoke(messages)
         except CONNECTION_ERRORS:
             if attempt == len(RETRY_DELAYS):
@@ -185,13 +188,42 @@ def judges(role: str, config: RunnableConfig, settings: Configuration) -> bool:
     return True if capable is None else bool(capable(role, settings))
 
 
+_TURN_IDS = UUID("0d3c6b1e-2f8a-4e57-9b1c-6a7d2e9f4c30")
+
+
+def turn_id(config: RunnableConfig, cut: Collection[str] = ()) -> str:
+    """The id a specialist's turn streams and is stored under, the same when its step runs
+    again: LangGraph's task id (in the node's ``checkpoint_ns``) follows from the checkpoint
+    the step runs from. A turn whose first attempt was cut mid-stream takes the next one
+    (its half-said text keeps the first, marked interrupted)."""
+    task = str((config.get("configurable") or {}).get("checkpoint_ns") or "")
+    if not task:
+        return f"lc_run--{uuid4()}"
+    message_id = f"lc_run--{uuid5(_TURN_IDS, task)}"
+    while message_id in cut:
+        message_id = f"lc_run--{uuid5(_TURN_IDS, message_id)}"
+    return message_id
+
+
 async def speak(role: str, state: StudioState, config: RunnableConfig) -> dict[str, Any]:
-    """A discussion turn: explore, respond, answer the person, vote or ask a question."""
+    """A discussion turn: explore, respond, answer the person, vote or ask a question.
+
+    With the runner's token sink the turn has its own id (``turn_id``); a step that runs
+    again after its turn was said (core/events.py REPLAY_KEY) says it as it was, without
+    asking the model again.
+    """
     turn = current_of(state)
     if turn is None or turn.speaker != role:
         raise RuntimeError(f"{role} was routed without a turn for it")  # a router bug, loudly
     settings = Configuration.from_runnable_config(config)
     phase = state.get("phase", "ideation")
+    configurable = config.get("configurable") or {}
+    sink = configurable.get(TOKEN_SINK_KEY)
+    message_id = turn_id(config, configurable.get(CUT_KEY) or ()) if sink is not None else None
+    said = (configurable.get(REPLAY_KEY) or {}).get(message_id) if message_id else None
+    if said is not None:
+        said_again = specialist_message(AIMessage(content=said, id=message_id), said, turn, phase)
+        return {"messages": [said_again], "current": None}
     try:
         model = await model_for(role, config)
         prompt = build_messages(state, turn, settings, hears_team=judges(role, config, settings))
@@ -199,8 +231,9 @@ async def speak(role: str, state: StudioState, config: RunnableConfig) -> dict[s
             model,
             prompt,
             time_limit=settings.timeout_for(role),
-            sink=(config.get("configurable") or {}).get(TOKEN_SINK_KEY),
+            sink=sink,
             role=role,
+            message_id=message_id,
         )
     except Exception as error:  # any model failure is reported, not raised
         return unavailable(turn, phase, error, config)

@@ -28,15 +28,17 @@ async def stream_reply(
     messages: list[BaseMessage],
     sink: TokenSink,
     role: str,
+    message_id: str | None = None,
 ) -> AIMessage:
-    """The model's reply, each token sent to ``sink`` as it arrives.
+    """The model's reply, each token sent to ``sink`` as it arrives, under ``message_id``
+    (nodes/speaking.py gives the turn's own; a new one without).
 
     No callbacks are attached to this model call: nothing else listens to its tokens
     (the runner asks LangGraph for no "messages" stream), so none is paid for. A model
     with ``astream_text`` (tools/ollama_stream.py) is read that way: plain text pieces,
     then one dict with the response and usage metadata, no LangChain chunk per token.
     """
-    message_id = f"lc_run--{uuid4()}"
+    message_id = message_id or f"lc_run--{uuid4()}"
     texts: list[str] = []
     response: dict[str, Any] = {}
     usage: Any = None

@@ -46,6 +46,10 @@ class Live:
     phase: str | None = None
     turn: dict[str, Any] | None = None
     started: bool = False  # a node of the current run started: its input is checkpointed
+    # Specialist turns said (stored, announced) since the last run that ended well: a step
+    # LangGraph runs again says them as they were (core/events.py REPLAY_KEY).
+    said: dict[str, str] = field(default_factory=dict)
+    cut: set[str] = field(default_factory=set)  # turns cut mid-stream (CUT_KEY)
 
 
 def validate_message(text: str) -> str:

@@ -43,6 +43,7 @@ from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
+from creative_studio.core.roles import SPECIALISTS
 from creative_studio.core.tasks import cancel_task
 from creative_studio.services.conversation_state import Live, Partial, stored_person_message
 from creative_studio.store.eventlog import EventLog
@@ -58,6 +59,7 @@ class Leftovers:
     """What the cut run had already told the clients."""
 
     announced: set[str] = field(default_factory=set)  # ids of its "message" events
+    said: dict[str, str] = field(default_factory=dict)  # its specialists' turns: id -> text
     partial: dict[str, Partial] = field(default_factory=dict)  # streamed, never finished
     phase: str | None = None
     # The person's messages, as announced (the stored payload: text, images, ...).
@@ -74,6 +76,8 @@ async def read_leftovers(events: EventLog, conversation_id: str) -> Leftovers:
             found.partial.pop(str(data["message_id"]), None)
             if data.get("role") == "user" and data.get("content"):
                 found.person.append(dict(data))
+            elif data.get("role") in SPECIALISTS and isinstance(data.get("content"), str):
+                found.said[str(data["message_id"])] = data["content"]
         elif event.kind == "phase" and data.get("phase"):
             found.phase = str(data["phase"])
         elif event.kind == "token" and data.get("message_id") and data.get("role"):
@@ -171,6 +175,10 @@ class RunnerTakeover:
         self.announced[cid] = leftovers.announced
         cut = set(leftovers.partial) - set(live.partial)
         live.partial.update({k: v for k, v in leftovers.partial.items() if k in cut})
+        # A step LangGraph runs again says the dead worker's turns as they were; one it had
+        # cut mid-stream (kept below as interrupted) is said anew under another id.
+        live.said.update(leftovers.said)
+        live.cut |= cut
         live.phase = live.phase or leftovers.phase
         await keep_partials(cid, live)
         snapshot = await graph.aget_state(config)

@@ -24,7 +24,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StreamMode
 
-from creative_studio.core.events import TOKEN_SINK_KEY, EventKind
+from creative_studio.core.events import CUT_KEY, REPLAY_KEY, TOKEN_SINK_KEY, EventKind
 from creative_studio.core.roles import SPECIALISTS
 from creative_studio.graph.events import display_name
 from creative_studio.services.conversation_state import (
@@ -128,6 +128,7 @@ class Turns:
             live.pending.insert(0, Resume(None if live.started else run_input))
             live.run = None
             live.working.clear()
+            live.cut |= set(live.partial)  # the re-run turn takes another id
             live.partial.clear()
             assert error is not None
             raise error
@@ -139,12 +140,16 @@ class Turns:
         live.run = None
         live.working.clear()
         live.partial.clear()
+        live.said.clear()  # the run's steps are checkpointed: nothing of it runs again
+        live.cut.clear()
 
     async def _stream(
         self, cid: str, live: Live, run_input: Any, configurable: dict[str, Any]
     ) -> None:
         config = self._config(cid, configurable)
         config["configurable"][TOKEN_SINK_KEY] = functools.partial(self._on_token, cid, live)
+        config["configurable"][REPLAY_KEY] = dict(live.said)
+        config["configurable"][CUT_KEY] = set(live.cut)
         stream = self.graph.astream(
             run_input,
             config,
@@ -209,10 +214,13 @@ class Turns:
                 live.phase = phase
                 await self._emit(cid, "phase", {"phase": phase})
             for message in update.get("messages") or []:
-                live.partial.pop(str(message.id), None)
-                if str(message.id) in self._announced.get(cid, ()):
-                    continue  # a replayed step the worker before us had announced
+                message_id = str(message.id)
+                live.partial.pop(message_id, None)
+                if message_id in self._announced.get(cid, ()) or message_id in live.said:
+                    continue  # a replayed step: said already, here or by the worker before us
                 await self._emit(cid, "message", await self._store(cid, message))
+                if message.additional_kwargs.get("role") in SPECIALISTS:
+                    live.said[message_id] = message.text
 
     async def keep_partials(self, cid: str, live: Live) -> None:
         """What a cancelled specialist already streamed stays, marked interrupted."""

@@ -273,3 +273,67 @@ async def test_health_reports_the_database_down_with_its_reason() -> None:
     assert report.detail == (
         "embedded PostgreSQL is unavailable: the embedded PostgreSQL stopped; restarting it"
     )
+
+
+SPEAKERS = ("style", "composition", "story")
+
+
+@pytest.mark.parametrize("lost_write", ["checkpoint", "task writes"])
+async def test_a_turn_said_before_its_step_was_checkpointed_is_said_once(
+    database: Database, monkeypatch: pytest.MonkeyPatch, lost_write: str
+) -> None:
+    """The database goes away after the runner stored and announced a specialist's turn,
+    before LangGraph wrote that step's checkpoint (it then replays the task's saved writes)
+    or even the task's writes (it runs the node again). Either way the turn is said once,
+    as it was: one message with one text in the history and the checkpoint, announced once,
+    and the model is not asked again."""
+    runner, cid, recorder, _ = await make_runner(database, delay=0.001)
+    saver = database.checkpointer
+    lost: list[str] = []
+
+    async def said_then_lost(saying: bool) -> None:
+        if not saying or lost:
+            return
+        seen = len(recorder.of("message"))
+        for _ in range(50):  # the runner stores and announces what the node said
+            if len(recorder.of("message")) > seen:
+                break
+            await asyncio.sleep(0.01)
+        newest = recorder.of("message")[-1]
+        if newest["role"] in SPEAKERS:
+            lost.append(newest["message_id"])
+            raise psycopg.OperationalError("the connection to the server was lost")
+
+    put, put_writes = saver.aput, saver.aput_writes
+
+    async def aput(config: Any, checkpoint: Any, metadata: Any, versions: Any) -> Any:
+        await said_then_lost(lost_write == "checkpoint" and "messages" in versions)
+        return await put(config, checkpoint, metadata, versions)
+
+    async def aput_writes(config: Any, writes: Any, task_id: str, task_path: str = "") -> Any:
+        speaking = any(
+            channel == "messages"
+            and any(m.additional_kwargs.get("role") in SPEAKERS for m in value)
+            for channel, value in writes
+        )
+        await said_then_lost(lost_write == "task writes" and speaking)
+        return await put_writes(config, writes, task_id, task_path)
+
+    monkeypatch.setattr(saver, "aput", aput)
+    monkeypatch.setattr(saver, "aput_writes", aput_writes)
+    await runner.send(cid, REQUEST)
+    await eventually(lambda: _done(runner, cid), 60, "the run goes on and finishes")
+    await asyncio.wait_for(runner.wait_idle(cid), 60)
+    state = await state_of(runner, cid)
+    assert lost and state["phase"] == "complete"
+    rows = await runner.repository.list_messages(cid)
+    assert [r.message_id for r in rows] == [str(m.id) for m in state["messages"]]
+    assert [r.content for r in rows] == [m.text for m in state["messages"]]
+    assert lost[0] in {str(m.id) for m in state["messages"]}  # kept as it was said
+    announced = [d["message_id"] for d in recorder.of("message")]
+    assert len(announced) == len(set(announced))
+    await runner.aclose()
+
+
+async def _done(runner: Any, cid: str) -> bool:
+    return (await state_of(runner, cid)).get("phase") == "complete"
