@@ -187,6 +187,7 @@ def create_app(
     ):
         api.include_router(module.router)
     app.include_router(api)
+    app.include_router(health.live_router, prefix="/api")  # no token: see its docstring
     _mount_web(app, web_dir)
     return app
 

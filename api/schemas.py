@@ -343,3 +343,10 @@ class Health(BaseModel):
     database: ComponentHealth
     ollama: ComponentHealth
     comfyui: ComponentHealth
+
+
+class Liveness(BaseModel):
+    """A worker's answer to a load balancer: it serves, and its database is up."""
+
+    ok: bool
+    database: str

@@ -9,6 +9,6 @@ USER studio
 ENV CREATIVE_STUDIO_DATA_DIR=/data
 EXPOSE 8420
 HEALTHCHECK --interval=5s --timeout=3s --retries=5 \
-  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8420/api/health')"
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8420/api/health/live')"
 # A non-loopback bind needs CREATIVE_STUDIO_API_TOKEN (serve refuses to start without it).
 CMD ["creative-studio", "serve", "--host", "0.0.0.0", "--port", "8420"]

@@ -39,12 +39,12 @@ wait_healthy() {  # $1: port, $2: pid
       echo "worker on port $1 exited" >&2
       return 1
     fi
-    if curl -fsS "http://127.0.0.1:$1/api/health" >/dev/null 2>&1; then
+    if curl -fsS "http://127.0.0.1:$1/api/health/live" >/dev/null 2>&1; then
       return 0
     fi
     sleep 0.2
   done
-  echo "worker on port $1 did not answer /api/health within 60 s" >&2
+  echo "worker on port $1 did not answer /api/health/live within 60 s" >&2
   return 1
 }
 

@@ -11,9 +11,7 @@ few-shot completion), ``scripted`` (deterministic offline stand-in for demos and
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
-import ssl
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +22,7 @@ from creative_studio.core.errors import InvalidInputError
 from creative_studio.tools.embedded_files import DEFAULT_EMBEDDED, EMBEDDED_MODELS
 from creative_studio.tools.ollama import missing_message, resolve_auto, unreachable_message
 from creative_studio.tools.scripted import ScriptedChatModel
+from creative_studio.tools.tls import shared_tls, tls_context
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 EMBEDDED_PREFIX = "embedded:"
@@ -129,16 +128,6 @@ def describe_failure(error: BaseException, assignment: str, host: str, timeout: 
     return text[:300]
 
 
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One TLS context for every Ollama client of the process.
-
-    httpx loads the CA bundle for each client it builds (~40 ms of CPU), and a ChatOllama
-    builds two: the first turn of each role stalled every stream of the process for ~90 ms.
-    """
-    return httpx.create_ssl_context()
-
-
 class AssignmentProvider:
     """Resolves assignment strings. ``auto`` is decided once, asynchronously (ensure_ready)."""
 
@@ -173,7 +162,7 @@ class AssignmentProvider:
             return  # every turn asks: nothing to wait for
         async with self._ready:
             if not self._warm:
-                await asyncio.to_thread(tls_context)  # built off the event loop, once
+                await shared_tls()  # built off the event loop, once
                 self._warm = True
             if self.auto is None:
                 self.auto, self.auto_reason = await resolve_auto(self.ollama_host)

@@ -17,6 +17,7 @@ import ollama
 from pydantic import BaseModel
 
 from creative_studio.core.errors import StudioError
+from creative_studio.tools.tls import shared_tls
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,12 @@ class OllamaService:
         self.host = host.rstrip("/")
         self.timeout = timeout
 
-    def _client(self, timeout: float | None = None) -> ollama.AsyncClient:
-        return ollama.AsyncClient(host=self.host, timeout=timeout or self.timeout)
+    async def _client(self, limit: float | None = None) -> ollama.AsyncClient:
+        """A client for one call, ``limit`` seconds per request (the process's TLS context:
+        tools/tls.py)."""
+        return ollama.AsyncClient(
+            host=self.host, timeout=limit or self.timeout, verify=await shared_tls()
+        )
 
     async def status(self) -> OllamaStatus:
         """Reachable? Which models? Never raises: the answer is part of the status."""
@@ -112,7 +117,7 @@ class OllamaService:
 
     async def installed(self) -> list[InstalledModel]:
         try:
-            listing = await self._client().list()
+            listing = await (await self._client()).list()
         except (ConnectionError, httpx.HTTPError, OSError) as error:
             raise OllamaUnreachableError(unreachable_message(self.host)) from error
         models = []
@@ -131,7 +136,7 @@ class OllamaService:
 
     async def show(self, name: str) -> dict[str, Any]:
         try:
-            shown = await self._client().show(name)
+            shown = await (await self._client()).show(name)
         except ollama.ResponseError as error:
             if error.status_code == 404:
                 raise OllamaModelMissingError(missing_message(name, self.host)) from error
@@ -143,7 +148,7 @@ class OllamaService:
     async def pull(self, name: str) -> AsyncIterator[PullProgress]:
         """Stream the pull's progress lines until Ollama says success."""
         try:
-            stream = await self._client(timeout=None).pull(name, stream=True)
+            stream = await (await self._client(limit=None)).pull(name, stream=True)
             async for line in stream:
                 yield PullProgress(
                     status=line.status or "", completed=line.completed, total=line.total
@@ -155,7 +160,7 @@ class OllamaService:
 
     async def unload(self, name: str) -> None:
         """Free the model's memory now (keep_alive 0), e.g. before ComfyUI needs the GPU."""
-        with_timeout = self._client(timeout=30)
+        with_timeout = await self._client(limit=30)
         try:
             await with_timeout.generate(model=name, prompt="", keep_alive=0)
         except (ollama.ResponseError, ConnectionError, httpx.HTTPError, OSError) as error:

@@ -1,4 +1,10 @@
-"""Health: is the database there, does Ollama answer, does ComfyUI answer."""
+"""Health: is the database there, does Ollama answer, does ComfyUI answer.
+
+``/api/health`` asks each of them (a query, a request to Ollama and one to ComfyUI), for a
+person or a dashboard. ``/api/health/live`` is for load balancers and container health
+checks, which ask every couple of seconds: it asks nobody, and answers from what the
+database monitor last saw.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,15 @@ import httpx
 from fastapi import APIRouter
 
 from creative_studio.api.deps import Studio, StudioDep
-from creative_studio.api.schemas import ComponentHealth, Health
-from creative_studio.core.errors import StudioError
+from creative_studio.api.schemas import ComponentHealth, Health, Liveness
+from creative_studio.core.errors import DatabaseUnavailableError, StudioError
 from creative_studio.store.availability import describe
 from creative_studio.tools.ollama import OllamaService
+from creative_studio.tools.tls import shared_tls
 
 router = APIRouter(tags=["health"])
+live_router = APIRouter(tags=["health"])
+"""Without the API token: a load balancer checks it, and it tells nothing but "serving"."""
 
 
 async def database_health(studio: Studio) -> ComponentHealth:
@@ -52,7 +61,7 @@ async def health(studio: StudioDep) -> Health:
     waiting = studio.generations.status()["waiting"]
     queued = f"; {waiting} generation(s) wait for it" if waiting else ""
     try:
-        async with httpx.AsyncClient(timeout=2) as client:
+        async with httpx.AsyncClient(timeout=2, verify=await shared_tls()) as client:
             response = await client.get(f"{url}/system_stats")
             response.raise_for_status()
         comfyui = ComponentHealth(ok=True, detail=f"ComfyUI at {url}{queued}")
@@ -62,3 +71,13 @@ async def health(studio: StudioDep) -> Health:
             detail=f"cannot reach ComfyUI at {url}; plans are queued until it answers{queued}",
         )
     return Health(database=database, ollama=ollama, comfyui=comfyui)
+
+
+@live_router.get("/health/live")
+async def live(studio: StudioDep) -> Liveness:
+    """200 while this worker serves and its database is up (as its monitor saw it last);
+    503 with the usual error body while the database is away."""
+    monitor = studio.database.monitor
+    if not monitor.up:
+        raise DatabaseUnavailableError(f"The database is unavailable: {monitor.reason}")
+    return Liveness(ok=True, database="embedded" if studio.database.embedded else "external")
