@@ -348,16 +348,20 @@ def test_a_placeholder_is_not_a_negative_prompt(negative: str, kept: str) -> Non
     assert repaired.negative_prompt == kept
 
 
+def _still_with_why(request: str, rationale: str, **settings: Any) -> TechnicalPlan:
+    """An 832x640, 15-step, CFG 5.5 still of ``request`` whose "why" is ``rationale``."""
+    return TechnicalPlan(
+        positive_prompt=request, width=832, height=640, steps=15, cfg=5.5,
+        rationale=rationale, **settings,
+    )  # fmt: skip
+
+
 def test_the_why_of_a_plan_never_contradicts_the_plan() -> None:
     """The embedded Pixel's "why" once quoted another seed and a LoRA the plan did not have."""
     request = "a girl reading under a big oak tree in autumn, golden light"
     wishes = person_wishes([HumanMessage(request, id="1")])
-    plan = TechnicalPlan(
-        positive_prompt=request,
-        width=832,
-        height=640,
-        steps=15,
-        cfg=5.5,
+    plan = _still_with_why(
+        request,
         seed=3513262619,
         rationale=(
             "Warm light suits the autumn scene. 832x640 gives the tree room, at CFG 5.5. "
@@ -571,12 +575,8 @@ def test_the_why_of_a_still_keeps_to_the_plans_language_kind_and_full_sentences(
     requests. The positive and负面" (out of tokens, slipping into Chinese)."""
     request = "a fox crossing a frozen river at dawn, ukiyo-e woodblock print"
     wishes = person_wishes([HumanMessage(request, id="1")])
-    plan = TechnicalPlan(
-        positive_prompt=request,
-        width=832,
-        height=640,
-        steps=15,
-        cfg=5.5,
+    plan = _still_with_why(
+        request,
         rationale=(
             "A wide frame gives the fox the whole river. "
             "The team agreed on 832x640, a standard quality for video requests. "

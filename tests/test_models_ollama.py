@@ -319,11 +319,8 @@ async def test_the_token_sink_path_sends_what_chatollama_sends_and_reads_the_sam
     assert end["usage_metadata"] == dict(final.usage_metadata or {})
 
 
-async def test_the_token_sink_path_keeps_a_base_url_prefix_and_the_clients_headers():
-    """Ollama behind a reverse proxy at a path: the request goes where ChatOllama's goes."""
-    from creative_studio.tools.ollama_stream import StreamingChatOllama
-
-    heads: list[bytes] = []
+async def _saying_hi(heads: list[bytes]) -> tuple[asyncio.Server, int]:
+    """A raw HTTP server on loopback that keeps each request's head and answers "hi"."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         heads.append(await reader.readuntil(b"\r\n\r\n"))
@@ -336,7 +333,15 @@ async def test_the_token_sink_path_keeps_a_base_url_prefix_and_the_clients_heade
         writer.close()
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_the_token_sink_path_keeps_a_base_url_prefix_and_the_clients_headers():
+    """Ollama behind a reverse proxy at a path: the request goes where ChatOllama's goes."""
+    from creative_studio.tools.ollama_stream import StreamingChatOllama
+
+    heads: list[bytes] = []
+    server, port = await _saying_hi(heads)
     async with server:
         model = StreamingChatOllama(
             model="llama3.2:3b",
@@ -425,19 +430,7 @@ async def test_the_token_sink_path_goes_through_the_proxy_httpx_would_use(monkey
     from creative_studio.tools.ollama_stream import StreamingChatOllama
 
     heads: list[bytes] = []
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        heads.append(await reader.readuntil(b"\r\n\r\n"))
-        line = b'{"message": {"role": "assistant", "content": "hi"}, "done": true}\n'
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(line), line)
-        )
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, port = await _saying_hi(heads)
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
