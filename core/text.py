@@ -7,6 +7,7 @@ the same thing again" in short turns.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ add adding use using going get
 STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 
+@functools.lru_cache(maxsize=16384)
 def _base(word: str) -> str:
     word = word.lower().strip("'-")
     return word[:-2] if word.endswith("'s") else word  # "the lighthouse's light"
