@@ -70,6 +70,51 @@ def first_sentence(text: str, limit: int = 180) -> str:
 _NAME_PREFIX = re.compile(r"^\s*\**\s*(?:[A-Z][a-z]+)(?:\s*\([a-z ]+\))?\s*\**\s*:\s*\**\s*")
 
 
+# Names that are also the craft's words: "Lens: 35mm, f/2.8" and "Frame: tight on the
+# face" are a composition turn's own lines, not another member speaking.
+_CRAFT_NAMES = frozenset({"Frame", "Lens"})
+_SPEAKER_OPENERS = frozenset(
+    [
+        "I",
+        "I'm",
+        "I'd",
+        "I'll",
+        "I've",
+        "We",
+        "We're",
+        "We'd",
+        "Let's",
+        "Agreed",
+        "Agree",
+        "Yes",
+        "No",
+        "Good",
+        "Great",
+        "Nice",
+        "Thanks",
+        "Love",
+        "Luna",
+        "Frame",
+        "Saga",
+        "Pixel",
+        "Lens",
+        "Ready",
+        "READY",
+        "Not",
+        "NOT",
+    ]
+)
+
+
+def _speaks(name: str, label: str, first_word: str) -> bool:
+    """Whether a "Name:" line starts another member's turn (the model speaking for them):
+    with the role ("Lens (critic):") always; a craft word alone only when what follows
+    reads as someone speaking ("Frame: I disagree.")."""
+    if name not in _CRAFT_NAMES or "(" in label:
+        return True
+    return first_word.rstrip(",.!:") in _SPEAKER_OPENERS
+
+
 def clean_reply(text: str, names: Iterable[str], limit: int) -> str:
     """Strip a leading 'Luna:' echo and cut where the model starts speaking for someone else."""
     text = text.strip()
@@ -77,12 +122,12 @@ def clean_reply(text: str, names: Iterable[str], limit: int) -> str:
     match = _NAME_PREFIX.match(text)
     if match and match.group(0).strip(" *:").split(" (")[0] in name_set:
         text = text[match.end() :]
-    cut = re.search(
-        r"\n\s*\**\s*(?:"
-        + "|".join(map(re.escape, sorted(name_set) or ["$^"]))
-        + r"|Person)\b[^\n:]{0,20}:",
+    labels = re.finditer(
+        r"\n\s*\**\s*(" + "|".join(map(re.escape, sorted(name_set) or ["$^"]))
+        + r"|Person)\b([^\n:]{0,20}):\**\s*(\S*)",
         text,
-    )
+    )  # fmt: skip
+    cut = next((m for m in labels if _speaks(m.group(1), m.group(2), m.group(3))), None)
     if cut:
         text = text[: cut.start()]
     text = text.strip()

@@ -40,6 +40,14 @@ def test_novelty_and_similarity():
         ("Soft pink light.\nFrame: I disagree.", "Soft pink light."),
         ("Soft pink light.\nPerson: thanks", "Soft pink light."),
         ("Note: keep it soft.", "Note: keep it soft."),  # not a member's name: kept
+        # "Lens" and "Frame" are also the craft's words: a composition turn's own lines.
+        (
+            "Wide shot.\nLens: 35mm, f/2.8.\nFrame: tight.",
+            "Wide shot.\nLens: 35mm, f/2.8.\nFrame: tight.",
+        ),
+        ("Wide shot.\nLens (critic): The plan is fine.", "Wide shot."),
+        ("Wide shot.\n**Lens:** I think it is fine.", "Wide shot."),
+        ("Wide shot.\nLens: a long lens.\nSaga: The fox waits.", "Wide shot.\nLens: a long lens."),
     ],
 )
 def test_clean_reply(raw, expected):
