@@ -154,16 +154,13 @@ class AssignmentProvider:
         self.scripted_delay = delay
         self._cache: dict[tuple[str, ...], BaseChatModel] = {}
         self._ready = asyncio.Lock()
-        self._warm = False  # tls_context() is built
 
     async def ensure_ready(self) -> None:
         """Decide what `auto` means here: ask Ollama once (it may simply not be running)."""
-        if self._warm and self.auto is not None:
+        await shared_tls()  # built off the event loop the first time; after that at once
+        if self.auto is not None:
             return  # every turn asks: nothing to wait for
         async with self._ready:
-            if not self._warm:
-                await shared_tls()  # built off the event loop, once
-                self._warm = True
             if self.auto is None:
                 self.auto, self.auto_reason = await resolve_auto(self.ollama_host)
 

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from creative_studio.core.errors import InvalidInputError, NotFoundError, StudioError
+from creative_studio.tools.tls import tls_context
 
 __all__ = [
     "BUCKET",
@@ -200,7 +201,7 @@ class SupabaseStorage:
         self._headers = {"apikey": key}
         if not key.startswith("sb_"):
             self._headers["Authorization"] = f"Bearer {key}"
-        self._http = http or httpx.AsyncClient(timeout=timeout)
+        self._http = http or httpx.AsyncClient(timeout=timeout, verify=tls_context())
 
     async def aclose(self) -> None:
         await self._http.aclose()
