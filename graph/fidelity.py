@@ -152,8 +152,10 @@ def _fighting_negatives(negative: str, wishes: PersonWishes) -> list[tuple[str, 
     wished = set().union(*(w.term_stems for w in wishes.all())) if wishes.all() else set()
     out = []
     for segment in _segments(negative):
-        words = _segment_stems(segment) - _CRAFT
-        mine, rest = words & wished, words - wished
+        # A craft word the person said is theirs too ("35mm film look"): it counts as theirs;
+        # the other craft words say nothing either way.
+        words = _segment_stems(segment)
+        mine, rest = words & wished, words - wished - _CRAFT
         if mine and not (rest and rest <= _DEFECTS):
             out.append((segment, mine))
     return out

@@ -606,3 +606,16 @@ def test_the_why_of_a_still_keeps_to_the_plans_language_kind_and_full_sentences(
         }
     )
     assert stated_rationale(japanese) == "浮世絵の平らな色。 冬の朝の光。"
+
+
+def test_a_negative_made_of_the_persons_own_craft_words_is_taken_out() -> None:
+    """The embedded Pixel put "35mm film look" in the negative prompt of a request that asked
+    for a "35mm film look": "film" is a craft word, but here it is the person's."""
+    request = (
+        "a portrait of an elderly beekeeper in a lavender field, soft morning light, 35mm film look"
+    )
+    wishes = person_wishes([HumanMessage(request, id="1")])
+    plan = _still_with_why(request, "", negative_prompt="35mm film look, blurry, cinematic")
+    repaired, report = repair(plan, wishes)
+    assert repaired.negative_prompt == "blurry, cinematic"
+    assert "negative: 35mm film look" in report.removed
