@@ -63,6 +63,7 @@ class OllamaDouble:
     reply: Reply = lambda request: "A neon-soaked street, wet asphalt, magenta and cyan."
     token_delay: float = 0.0
     hang_seconds: float = 0.0  # delay before the first byte (to provoke a client timeout)
+    error_line: str | None = None  # a streamed reply ends with Ollama's {"error": ...} line
     requests: list[dict[str, Any]] = field(default_factory=list)
     pulled: list[str] = field(default_factory=list)
     port: int = 0
@@ -126,6 +127,9 @@ class OllamaDouble:
                     "done": False,
                 }
                 yield (json.dumps(chunk) + "\n").encode()
+            if self.error_line is not None:  # as Ollama reports a failure mid-reply
+                yield (json.dumps({"error": self.error_line}) + "\n").encode()
+                return
             yield (json.dumps(done_line("")) + "\n").encode()
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")

@@ -283,10 +283,13 @@ def test_double_speaks_ndjson_with_a_final_done_line(ollama):
     assert missing.json() == {"error": 'model "x" not found, try pulling it first'}
 
 
-async def test_the_token_sink_path_sends_what_chatollama_sends_and_reads_the_same_reply(ollama):
-    """tools/ollama_stream.py against ChatOllama on the same messages (an image among them):
-    the same request body on the wire, the same text, the same counters."""
+async def test_the_aiohttp_path_sends_what_chatollama_sends_and_reads_the_same_reply(ollama):
+    """tools/ollama_stream.py against plain ChatOllama (ollama-python's httpx client) on the
+    same messages (an image among them): the same request body on the wire for a streamed
+    turn, ``astream``, ``ainvoke`` and a ``format``-constrained call, the same text and the
+    same counters."""
     from langchain_core.messages import SystemMessage
+    from langchain_ollama import ChatOllama
 
     from creative_studio.tools.ollama_stream import StreamingChatOllama
 
@@ -301,10 +304,15 @@ async def test_the_token_sink_path_sends_what_chatollama_sends_and_reads_the_sam
         ),
     ]
     ollama.reply = lambda body: LINES["Luna"]
-    model = StreamingChatOllama(
-        model="llama3.2:3b", base_url=ollama.url, keep_alive="10m", num_ctx=8192, seed=7
-    )
-    chunks = [chunk async for chunk in model.astream(messages)]
+    settings: dict[str, Any] = {
+        "model": "llama3.2:3b",
+        "base_url": ollama.url,
+        "keep_alive": "10m",
+        "num_ctx": 8192,
+        "seed": 7,
+    }
+    plain, model = ChatOllama(**settings), StreamingChatOllama(**settings)
+    chunks = [chunk async for chunk in plain.astream(messages)]
     pieces = [piece async for piece in model.astream_text(messages)]
     by_chatollama, by_stream = ollama.requests[-2], ollama.requests[-1]
     assert by_stream == by_chatollama
@@ -317,6 +325,34 @@ async def test_the_token_sink_path_sends_what_chatollama_sends_and_reads_the_sam
     for key in ("eval_count", "prompt_eval_count", "total_duration", "model_name"):
         assert end["response_metadata"][key] == final.response_metadata[key]
     assert end["usage_metadata"] == dict(final.usage_metadata or {})
+
+    ours = [chunk async for chunk in model.astream(messages)]
+    assert ollama.requests[-1] == by_chatollama
+    assert [c.text for c in ours] == [c.text for c in chunks]
+    schema = {"type": "object", "properties": {"ready": {"type": "boolean"}}}
+    for call in (lambda m: m.ainvoke(messages), lambda m: m.bind(format=schema).ainvoke(messages)):
+        theirs = await call(plain)
+        sent = ollama.requests[-1]
+        mine = await call(model)
+        assert ollama.requests[-1] == sent
+        assert mine.text == theirs.text and mine.usage_metadata == theirs.usage_metadata
+        assert mine.response_metadata["eval_count"] == theirs.response_metadata["eval_count"]
+    assert ollama.requests[-1]["format"] == schema
+
+
+async def test_an_error_line_mid_reply_is_ollamas_error(ollama):
+    """A model server that reports an error mid-reply fails the call as ChatOllama's does:
+    ``ResponseError``, its text named, on the streamed path and through ``ainvoke``."""
+    from ollama import ResponseError
+
+    from creative_studio.tools.ollama_stream import StreamingChatOllama
+
+    model = StreamingChatOllama(model="llama3.2:3b", base_url=ollama.url)
+    ollama.error_line = "model ran out of memory"
+    with pytest.raises(ResponseError, match="out of memory"):
+        await model.ainvoke([HumanMessage("hi")])
+    with pytest.raises(ResponseError, match="out of memory"):
+        [p async for p in model.astream_text([HumanMessage("hi")])]
 
 
 async def _saying_hi(heads: list[bytes]) -> tuple[asyncio.Server, int]:
