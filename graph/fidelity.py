@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from creative_studio.graph.rationale import stated_rationale
-from creative_studio.graph.wishes import PersonWishes, Wish, stem
+from creative_studio.graph.wishes import PersonWishes, Wish, only_names, stem, unaddressed
 from creative_studio.workflows.plan import TechnicalPlan, VideoSettings
 
 MAX_PROMPT_CHARS = 1500  # well inside TechnicalPlan's bound; CLIP reads ~77 tokens anyway
@@ -266,8 +266,18 @@ def repair(
     foreign_stems = {stem(w) for w in foreign or set()}
     excluded_stems = [_segment_stems(p) for p in wishes.excluded()]
     wished = set().union(*(w.term_stems for w in wishes.all())) if wishes.all() else set()
+    named = set().union(*(_segment_stems(w.phrase) for w in wishes.all()))
     segments: list[str] = []
-    for segment in _segments(plan.positive_prompt):
+    addressed = False
+    for raw in _segments(plan.positive_prompt):
+        # An address to the team is nobody's descriptor ("Frame, try a low angle"): a bare
+        # name goes unless the person named it in the image ("a luna moth"), and what was
+        # said to it loses its lead-in.
+        segment = unaddressed(raw, after_address=addressed)
+        addressed = only_names(segment) and not _segment_stems(segment) <= named
+        if not segment or addressed:
+            report.removed.append(raw)
+            continue
         words = _segment_stems(segment)
         ungrounded = conversation is not None and not grounded(segment, conversation)
         prose = is_prose(segment) and len(words & wished) < 0.7 * max(1, len(words))

@@ -19,7 +19,7 @@ from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, Syste
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.state import StudioState, Turn, brief_of, plan_of, role_of
 from creative_studio.graph.variety import worn_words
-from creative_studio.graph.wishes import PersonWishes, person_wishes
+from creative_studio.graph.wishes import PersonWishes, person_wishes, without_address
 
 # Turns that discuss (not votes, plans or reviews): the ones that should not echo each other.
 DISCUSSION_KINDS = frozenset({"explore", "respond", "specifics", "answer_user"})
@@ -192,7 +192,7 @@ def instruction_for(state: StudioState, turn: Turn, wishes: PersonWishes) -> str
     instruction = template.format(
         user_message=latest_user_text(state)[:1000],
         plan=plan.summary() if plan else "(no plan yet)",
-        request=(wishes.request.text if wishes.request else "")[:1000],
+        request=(without_address(wishes.request.text) if wishes.request else "")[:1000],
         directions=(
             str(prompts["moderator"]["directions_line"]).format(directions=directions[:800])
             if directions

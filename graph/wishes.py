@@ -57,6 +57,44 @@ _EXCLUDE = re.compile(
     re.IGNORECASE,
 )
 _CLAUSES = re.compile(r"[,;.!?]+|\s+(?:but|and then|also)\s+", re.IGNORECASE)
+# An address to the team at the head of what the person says ("Frame, try a low angle",
+# "@luna more purple", "Luna and Frame — more fog", "hey Saga: give her an umbrella"): who
+# is asked, not what the image holds. Seen: "Frame, try a low angle with the neon reflected
+# in puddles" reached the plan's prompt with the name at its head. "Frame" and "Lens" are
+# craft words too ("frame the subject tightly", "lens: 35mm"), so a bare name counts as an
+# address only before a separator or a word people start a request with, and a craft name
+# before a colon not when a number follows.
+_NAMES = r"(?:luna|frame|saga|pixel|lens|team|everyone|everybody|all|guys|folks|y'?all)"
+_CRAFT_NAMES = r"(?:frame|lens)"
+_GREETING = r"(?:(?:hey|hi|hello|ok|okay|so|and|now|oh|yo)\b[\s,]*)?"
+_ADDRESS = re.compile(
+    rf"^{_GREETING}(?:"
+    rf"@{_NAMES}(?:\s*(?:,|and|&)\s*@?{_NAMES})*\s*[,:;—–-]?"  # @frame / @luna and @saga
+    rf"|(?:hey|hi|hello|yo)\s+{_NAMES}(?:\s*(?:,|and|&)\s*{_NAMES})*\s*[,:;—–-]?"  # hey Saga
+    rf"|{_NAMES}(?:\s*(?:,|and|&)\s*{_NAMES})*\s*(?:,|;|—|–|\s-\s)"  # Frame, / Luna and Frame —
+    rf"|(?!{_CRAFT_NAMES}\s*:\s*\d){_NAMES}(?:\s*(?:,|and|&)\s*{_NAMES})*\s*:"  # Luna: (not lens: 35mm)
+    rf"|{_NAMES}(?:\s*(?:,|and|&)\s*{_NAMES})*(?=\s+(?:try|please|can|could|would|will|make|"
+    rf"give|let'?s|how|what|maybe|i|i'?d|you|we|go|use|add|put|do|don'?t|lose|drop)\b)"
+    r")\s*",
+    re.IGNORECASE,
+)
+
+
+_ONLY_NAMES = re.compile(rf"^\W*@?{_NAMES}(?:\W+(?:and\W+)?@?{_NAMES})*\W*$", re.IGNORECASE)
+
+
+def without_address(text: str) -> str:
+    """``text`` without an address to the team at its head (``_ADDRESS``); an address
+    with nothing after it stays as it is."""
+    rest = _ADDRESS.sub("", text.strip(), count=1)
+    return rest or text.strip()
+
+
+def only_names(text: str) -> bool:
+    """``text`` is nothing but team names ("Frame", "Luna and Saga"): an address alone."""
+    return bool(_ONLY_NAMES.match(text))
+
+
 # Clauses about how to make the image, not what is in it: the starting image, upscaling and
 # numbers Pixel takes from the person's words itself (nodes/images.py, explicit settings).
 # Seen against a real ComfyUI: "use this as the starting image, keep it close, upscale it"
@@ -152,10 +190,18 @@ class PersonWishes:
 def _clean_clause(clause: str) -> str:
     clause = " ".join(clause.split())
     previous = None
-    while previous != clause:  # "please, can you make it ..." sheds every lead-in
+    while previous != clause:  # "Frame, please, can you make it ..." sheds every lead-in
         previous = clause
-        clause = _LEAD_IN.sub("", clause, count=1).strip(" ,")
+        clause = _LEAD_IN.sub("", without_address(clause), count=1).strip(" ,")
     return clause
+
+
+def unaddressed(segment: str, *, after_address: bool = False) -> str:
+    """A prompt segment that opens with an address to the team ("Frame: try a low angle"),
+    or follows one (``after_address``: "Frame, try a low angle" split at its comma), as a
+    descriptor: the address and the request's lead-ins gone; any other unchanged."""
+    rest = _ADDRESS.sub("", segment.strip(), count=1)
+    return _clean_clause(rest) if after_address or rest != segment.strip() else segment
 
 
 def is_process(clause: str) -> bool:
@@ -230,4 +276,15 @@ def person_wishes(messages: Iterable[AnyMessage], keep_directions: int = 6) -> P
     return wishes
 
 
-__all__ = ["PersonWishes", "Wish", "key_terms", "parse_wish", "person_wishes", "stem", "stems"]
+__all__ = [
+    "PersonWishes",
+    "Wish",
+    "key_terms",
+    "only_names",
+    "parse_wish",
+    "person_wishes",
+    "stem",
+    "stems",
+    "unaddressed",
+    "without_address",
+]

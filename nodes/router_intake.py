@@ -28,7 +28,7 @@ from creative_studio.graph.state import (
     current_of,
     dump,
 )
-from creative_studio.graph.wishes import person_wishes
+from creative_studio.graph.wishes import person_wishes, without_address
 from creative_studio.nodes.speaking import studio_message
 
 __all__ = [
@@ -97,8 +97,10 @@ def follow_messages(brief: Brief, messages: list[AnyMessage]) -> Brief:
     wishes = person_wishes(messages)
     return brief.model_copy(
         update={
-            "request": (wishes.request.text if wishes.request else brief.request)[:1000],
-            "directions": [w.text[:300] for w in wishes.directions][-5:],
+            "request": (without_address(wishes.request.text) if wishes.request else brief.request)[
+                :1000
+            ],
+            "directions": [without_address(w.text)[:300] for w in wishes.directions][-5:],
         }
     )
 
@@ -128,9 +130,9 @@ def take_in_user(state: StudioState) -> dict[str, Any]:
         return update
     if not brief.request:
         # The first message is the request; any sent right after it are its first directions.
-        first = new[0].text.strip()
+        first = without_address(new[0].text)
         brief.request = first[:1000]
-        brief.directions = [m.text.strip()[:300] for m in new[1:]][-5:]
+        brief.directions = [without_address(m.text)[:300] for m in new[1:]][-5:]
         update.update(enter_phase("ideation"))
         update["brief"] = dump(brief)
         if is_unclear(" ".join(m.text for m in new)):

@@ -619,3 +619,63 @@ def test_a_negative_made_of_the_persons_own_craft_words_is_taken_out() -> None:
     repaired, report = repair(plan, wishes)
     assert repaired.negative_prompt == "blurry, cinematic"
     assert "negative: 35mm film look" in report.removed
+
+
+@pytest.mark.parametrize(
+    ("said", "phrase"),
+    [
+        (
+            "Frame, try a low angle with the neon reflected in puddles",
+            "a low angle with the neon reflected in puddles",
+        ),
+        ("Luna: more purple please", "more purple please"),
+        ("@frame lower the camera", "lower the camera"),
+        ("Frame try a low angle", "a low angle"),
+        ("Luna and Frame — more fog", "more fog"),
+        ("hey Saga, give her a red umbrella", "a red umbrella"),
+        ("so Luna, maybe more teal?", "more teal"),
+        # The names are words too: used in the image, they stay.
+        ("frame the subject tightly", "frame the subject tightly"),
+        ("Lens flare across the glass", "Lens flare across the glass"),
+        ("a luna moth on a lamp", "a luna moth on a lamp"),
+        ("pixel art city at dusk", "pixel art city at dusk"),
+    ],
+)
+def test_a_direction_said_to_a_member_keeps_what_was_asked_not_whom(said: str, phrase: str):
+    assert parse_wish(said, "direction").phrase == phrase
+
+
+def test_a_plan_that_copies_an_address_to_the_team_keeps_the_direction_without_it():
+    """Seen with the scripted team: "Frame, try a low angle ..." reached the prompt with the
+    member's name at its head (Pixel copies the brief's directions)."""
+    messages = [
+        HumanMessage("a cyberpunk street at night, neon signs", id="1"),
+        HumanMessage("Frame, try a low angle with the neon reflected in puddles", id="2"),
+    ]
+    wishes = person_wishes(messages)
+    for copied in (
+        "a cyberpunk street at night, neon signs, Frame, try a low angle with the neon "
+        "reflected in puddles, cinematic lighting",
+        "a cyberpunk street at night, neon signs, Frame: try a low angle with the neon "
+        "reflected in puddles",
+    ):
+        repaired, report = repair(TechnicalPlan(positive_prompt=copied), wishes)
+        prompt = repaired.positive_prompt
+        assert "frame" not in prompt.lower() and "try " not in prompt
+        assert "a low angle with the neon reflected in puddles" in prompt
+        assert report.faithful
+    named = person_wishes([HumanMessage("a luna moth on a lamp at night", id="1")])
+    kept, _ = repair(TechnicalPlan(positive_prompt="a luna moth on a lamp at night, luna"), named)
+    assert kept.positive_prompt == "a luna moth on a lamp at night, luna"
+
+
+async def test_the_team_hears_the_direction_without_the_address():
+    """The brief (what every member and Pixel read) carries the person's direction, not
+    the name it was said to; the scripted team's plan then has it without the name too."""
+    graph, config, _ = _studio({})
+    await _say(graph, config, CABIN)
+    await _say(graph, config, "Frame, try a low angle with the cabin against the sky")
+    state = (await graph.aget_state(config)).values
+    assert state["brief"]["directions"] == ["try a low angle with the cabin against the sky"]
+    prompt = state["plan"]["positive_prompt"]
+    assert "low angle with the cabin against the sky" in prompt and "Frame" not in prompt
