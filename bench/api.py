@@ -124,7 +124,12 @@ def _cpu(pids: list[int]) -> tuple[float, float]:
 
 
 async def _conversations(client: httpx.AsyncClient, count: int, name: str) -> list[str]:
-    session = (await client.post("/api/sessions", json={"name": name})).json()
+    # The longest discussion a person can ask for: with the clock's words (each turn brings
+    # new ones) the conversations stream for the whole row instead of settling after a few
+    # turns and leaving the row to measure fewer conversations than it says.
+    session = (
+        await client.post("/api/sessions", json={"name": name, "preferences": {"max_rounds": 10}})
+    ).json()
     ids = []
     for i in range(count):
         response = await client.post(
@@ -332,7 +337,10 @@ async def measure(base: str, pid: int, seconds: float, second: str, second_pid: 
         "protocols). Every event is stored before it is sent; tokens that wait together "
         "for one commit are coalesced into one frame. CPU = server CPU seconds per 1,000 tokens "
         f"delivered (API processes; PostgreSQL apart). A turn is {TOKENS_PER_TURN} tokens. "
-        "A conversation streams only while a specialist speaks (plans, votes and questions "
+        "Every turn brings words no turn used and every vote is a concrete 'not yet' "
+        "(bench/ollama_clock.py), in sessions of 10 refinement rounds: each conversation "
+        "keeps discussing for the whole row. "
+        "A conversation streams only while a specialist speaks (votes and questions "
         f"do not): alone, one produces the 'offered' rate of the first row (under "
         f"{TOKENS_PER_SECOND}/s); n conversations offer n times that. Produced = tokens the "
         f"nodes made in the first {seconds - 1:.0f} s of each {seconds:.0f} s row (counted in "

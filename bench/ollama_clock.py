@@ -10,16 +10,19 @@ protocols, one timer callback per token and uvloop (bench/fast_loop.py), so that
 
 A streamed turn is TOKENS_PER_TURN NDJSON lines, token k due k/rate after the request
 arrived whether or not the studio keeps up (late tokens go at once, as a model server's
-buffered ones do); each token's text is ``⏱<ns> ``, the wall-clock time it was due, so the
-client reading the SSE stream can tell its latency. Votes answer "READY - fine."; structured
-turns (a ``format`` schema) and the plan, review and check turns answer at once with a
-short text (the studio records a failed plan and stops there, as the bench wants: it
-measures the discussion). /api/tags, /api/show and /api/version answer as Ollama does.
+buffered ones do); each token's text is ``⏱<ns> <word> ``: the wall-clock time it was due,
+so the client reading the SSE stream can tell its latency, and a made-up word no turn used
+before, so the discussion goes on (see ``_word``). Votes answer a concrete "not yet", so the
+team discusses up to the session's max_rounds (bench/api.py asks for 10) and a conversation
+streams for the whole row; structured turns (a ``format`` schema) and the plan, review and
+check turns answer at once with a short text (the studio records a failed plan and stops
+there, as the bench wants: it measures the discussion). /api/tags, /api/show and /api/version answer as Ollama does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -35,8 +38,8 @@ def _reply_text(body: dict[str, Any]) -> str | None:
     """The whole reply of a turn answered at once, or None for a streamed turn."""
     messages = body.get("messages") or [{}]
     last = str(messages[-1].get("content") or "")
-    if "Turn: vote" in last:
-        return "READY - fine."
+    if "Turn: vote" in last:  # a concrete "not yet": the team goes on for another round
+        return "NOT YET - the horizon light needs a colder blue."
     if body.get("format") or any(marker in last for marker in QUICK):
         return "word " * 5
     return None
@@ -65,13 +68,43 @@ def _line(content: str, done: bool) -> bytes:
 _TOKEN_HEAD, _TOKEN_TAIL = _line("\x00", False).split(b"\\u0000")
 
 
-def _token_line(due_ns: int) -> bytes:
-    """``_line(f"⏱{due_ns} ", False)``, without a json.dumps per token."""
-    return b"%s\\u23f1%d %s" % (_TOKEN_HEAD, due_ns, _TOKEN_TAIL)
+_SYLLABLES = [
+    b"ka",
+    b"lo",
+    b"mi",
+    b"ren",
+    b"tu",
+    b"sa",
+    b"vor",
+    b"ne",
+    b"dri",
+    b"pal",
+    b"qui",
+    b"zo",
+]
+
+
+def _word(n: int) -> bytes:
+    """A made-up word, a different one for every ``n`` (up to 12**4): each turn brings words
+    nobody said before, so the team's consensus detector keeps the discussion going as it
+    does for a lively real one, and the bench's conversations stream for the whole row."""
+    parts = []
+    for _ in range(4):
+        n, k = divmod(n, len(_SYLLABLES))
+        parts.append(_SYLLABLES[k])
+    return b"".join(parts)
+
+
+def _token_line(due_ns: int, n: int) -> bytes:
+    """``_line(f"⏱{due_ns} {word} ", False)``, without a json.dumps per token."""
+    return b"%s\\u23f1%d %s %s" % (_TOKEN_HEAD, due_ns, _word(n), _TOKEN_TAIL)
 
 
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+_WORDS = itertools.count(int(time.time()) % 9973)
 
 
 class _Connection(asyncio.Protocol):
@@ -156,7 +189,7 @@ class _Connection(asyncio.Protocol):
             if self.transport.is_closing():  # the studio cancelled the turn
                 finished.set_result(None)
                 return
-            self.transport.write(_chunk(_token_line(start_ns + k * step_ns)))
+            self.transport.write(_chunk(_token_line(start_ns + k * step_ns, next(_WORDS))))
             if k < self.per_turn:
                 loop.call_at(start + (k + 1) / self.rate, send, k + 1)
                 return
