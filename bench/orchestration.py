@@ -94,12 +94,12 @@ async def measure(conversations: int) -> dict[str, Any]:
             thread = str(uuid4())
             growth = []
             total_turns = 0
-            for text in [REQUEST, *ITERATIONS]:
+            for text in [REQUEST, *ITERATIONS * 3]:
                 before = await _storage(database, thread)
-                turns, _ = await _run(graph, thread, text)
+                turns, seconds = await _run(graph, thread, text)
                 total_turns += turns
                 after = await _storage(database, thread)
-                growth.append((total_turns, (after - before) / turns))
+                growth.append((total_turns, (after - before) / turns, seconds / turns * 1000))
             results["growth"] = growth
             results["total_bytes"] = await _storage(database, thread)
             results["total_turns"] = total_turns
@@ -121,12 +121,13 @@ def render(results: dict[str, Any], conversations: int) -> str:
         f"| Postgres (embedded, durability sync) | {results['postgres_ms']:.2f} | "
         f"{results['postgres_p90_ms']:.2f} |",
         "",
-        "Checkpoint storage added per specialist turn as one conversation grows "
-        "(request, then five iterations):",
+        "Checkpoint storage added, and time taken, per specialist turn as one conversation "
+        "grows (request, then fifteen iterations): a turn reads the whole conversation's "
+        "words (faithfulness, leak and echo guards), so its cost must not grow with it.",
         "",
-        "| turns so far | bytes added per turn |",
-        "|---|---|",
-        *(f"| {turns} | {per_turn:,.0f} |" for turns, per_turn in results["growth"]),
+        "| turns so far | bytes added per turn | ms per turn |",
+        "|---|---|---|",
+        *(f"| {turns} | {per_turn:,.0f} | {ms:.2f} |" for turns, per_turn, ms in results["growth"]),
         "",
         f"Total after {results['total_turns']} turns: {results['total_bytes'] / 1024:,.0f} KiB.",
     ]

@@ -53,7 +53,7 @@ def example_vocabulary() -> frozenset[str]:
     """Stems of words that only prompt examples contain (not the instructions around them)."""
     sources = [team_prompts(), embedded_prompt_data()]
     example_words: set[str] = set()
-    instruction_words: set[str] = stems(_persona_text())
+    instruction_words: set[str] = set(stems(_persona_text()))
     for data in sources:
         for text in _strings(data, examples=True):
             example_words |= stems(text)

@@ -21,7 +21,7 @@ from langchain_core.messages import AnyMessage
 
 from creative_studio.core.roles import SPECIALISTS
 from creative_studio.core.text import content_words
-from creative_studio.graph.wishes import stem
+from creative_studio.graph.wishes import stem, stems
 
 # A word is worn once this many earlier team turns have used it. One: measured, a 0.5B team
 # copies the previous turn's sentence word for word ("a sense of tranquility and relaxation"
@@ -49,7 +49,7 @@ def _person_stems(messages: list[AnyMessage]) -> set[str]:
     free: set[str] = set()
     for message in messages:
         if message.type == "human":
-            free |= {stem(w) for w in content_words(message.text)}
+            free |= stems(message.text)
     return free
 
 
@@ -71,7 +71,7 @@ def drop_echoes(
     messages = list(messages)
     free = _person_stems(messages)
     sources = [m.text for m in _team_turns(messages)] + list(prompt)
-    earlier = [{stem(w) for w in content_words(t)} - free for t in sources]
+    earlier = [stems(t) - free for t in sources]
     kept: list[str] = []
     dropped: list[str] = []
     for sentence in _SENTENCE.findall(text):

@@ -133,8 +133,12 @@ def stem(word: str) -> str:
     return w
 
 
-def stems(text: str) -> set[str]:
-    return {stem(w) for w in content_words(text)}
+@functools.lru_cache(maxsize=8192)
+def stems(text: str) -> frozenset[str]:
+    """The stems of a text's content words. Cached: every turn reads the stems of the whole
+    conversation again (graph/leaks.py, graph/variety.py), so a long conversation cost each
+    turn ~19 ms at 300 messages; the texts do not change, their stems are read once."""
+    return frozenset(stem(w) for w in content_words(text))
 
 
 def key_terms(text: str) -> list[str]:
@@ -209,8 +213,10 @@ def is_process(clause: str) -> bool:
     return bool(_PROCESS.search(clause))
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_wish(text: str, source: WishSource, message_id: str | None = None) -> Wish:
-    """The person's words as a prompt phrase, its key terms and its exclusions."""
+    """The person's words as a prompt phrase, its key terms and its exclusions (cached: a
+    Wish is frozen, and every turn reads the person's messages again)."""
     kept: list[str] = []
     excluded: list[str] = []
     for clause in _CLAUSES.split(text):
