@@ -64,7 +64,11 @@ def first_sentence(text: str, limit: int = 180) -> str:
     text = " ".join(text.split())
     match = _SENTENCE.match(text)  # anchored: a search would retry from every position
     sentence = match.group(1) if match else text
-    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
+    if len(sentence) <= limit:
+        return sentence
+    cut = sentence[: limit - 1]
+    cut = cut[: cut.rfind(" ")] if " " in cut else cut  # at a word's end, not inside it
+    return cut.rstrip(" ,;:") + "…"
 
 
 _NAME_PREFIX = re.compile(r"^\s*\**\s*(?:[A-Z][a-z]+)(?:\s*\([a-z ]+\))?\s*\**\s*:\s*\**\s*")
@@ -146,7 +150,8 @@ def without_loops(text: str) -> str:
     A small model can fall into a loop: the embedded Saga wrote "the feeling of pleasure and
     happiness, the feeling of contentment and satisfaction, the feeling of pleasure and
     happiness, ..." until its tokens ran out. The turn ends before the first clause (of at
-    least ``LOOP_CLAUSE_WORDS`` words) whose words it already said, with a full stop.
+    least ``LOOP_CLAUSE_WORDS`` words) whose words it already said, with a full stop; when
+    that leaves only a sentence's first few words, at the sentence before.
     """
     seen: set[tuple[str, ...]] = set()
     for match in _CLAUSE.finditer(text):
@@ -155,6 +160,11 @@ def without_loops(text: str) -> str:
             continue
         if words in seen:
             kept = text[: match.start()].rstrip(" ,;:-–—")
+            # A cut inside a sentence leaves its opening: a few words ("For the symbolism")
+            # are no sentence, so the turn ends at its last full stop instead.
+            stop = max(kept.rfind(end) for end in ".!?。！？")
+            if stop > 0 and len(re.findall(r"\w+", kept[stop + 1 :])) < LOOP_CLAUSE_WORDS:
+                return kept[: stop + 1]
             if kept and kept[-1] not in ".!?…。！？":
                 kept += "."
             return kept

@@ -23,7 +23,14 @@ import re
 from dataclasses import dataclass, field
 
 from creative_studio.graph.rationale import stated_rationale
-from creative_studio.graph.wishes import PersonWishes, Wish, only_names, stem, unaddressed
+from creative_studio.graph.wishes import (
+    PersonWishes,
+    Wish,
+    avoided,
+    only_names,
+    stem,
+    unaddressed,
+)
 from creative_studio.workflows.plan import TechnicalPlan, VideoSettings
 
 MAX_PROMPT_CHARS = 1500  # well inside TechnicalPlan's bound; CLIP reads ~77 tokens anyway
@@ -319,11 +326,14 @@ def repair(
     # there. Segments that are mostly the person's own wished-for words are taken out.
     fighting = {segment for segment, _ in _fighting_negatives(plan.negative_prompt, wishes)}
     report.removed.extend(f"negative: {segment}" for segment in fighting)
-    negative = ", ".join(
-        s
-        for s in _segments(plan.negative_prompt)
-        if s not in fighting and not is_placeholder(s)  # "no negative prompt" is not a negative
-    )
+    kept_out: list[str] = []
+    for s in _segments(plan.negative_prompt):
+        if s in fighting or is_placeholder(s):  # "no negative prompt" is not a negative
+            continue
+        thing = avoided(s)  # "no people" -> "people"
+        if thing.lower() not in (k.lower() for k in kept_out):
+            kept_out.append(thing)
+    negative = ", ".join(kept_out)
     for phrase in wishes.excluded():
         if stem(phrase) not in {stem(s) for s in _segments(negative)}:
             negative = f"{negative}, {phrase}" if negative else phrase

@@ -36,7 +36,10 @@ _WORKFLOWS = {
     "upscale": re.compile(r"\bupscal\w*", re.I),
     "inpaint": re.compile(r"\binpaint\w*", re.I),
 }
-_SENTENCE_END = re.compile(r"[.!?…。！？][\"”'»)\]]*$")
+# A sentence ends with its stop; "…" is the studio's own mark of a line it shortened (the
+# brief's notes, core/text.py first_sentence), which a small model copies into its "why"
+# ("... an inviting splash on the g…"): a cut-off sentence, not an ending.
+_SENTENCE_END = re.compile(r"[.!?。！？][\"”'»)\]]*$")
 
 
 def _plan_numbers(plan: TechnicalPlan) -> set[float]:
@@ -72,7 +75,7 @@ def stated_rationale(plan: TechnicalPlan) -> str:
         sentences.pop()  # cut off mid-sentence
     kept = []
     for sentence in sentences:
-        if _CODE.search(sentence) or _scripts(sentence) - scripts:
+        if sentence.endswith("…") or _CODE.search(sentence) or _scripts(sentence) - scripts:
             continue
         if {float(n) for n in _NUMBER.findall(sentence)} - numbers:
             continue

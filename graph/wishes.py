@@ -208,6 +208,14 @@ def unaddressed(segment: str, *, after_address: bool = False) -> str:
     return _clean_clause(rest) if after_address or rest != segment.strip() else segment
 
 
+def avoided(segment: str) -> str:
+    """A negative-prompt segment as the thing to keep out: "no people" and "without text"
+    are "people" and "text" (a negative prompt lists what to avoid; its "no" would only
+    add the word "no"). Any other segment unchanged."""
+    negative = _EXCLUDE.match(segment.strip())
+    return negative.group(1).strip() if negative else segment
+
+
 def is_process(clause: str) -> bool:
     """A clause about how to make the image (start from it, upscale, 30 steps), not content."""
     return bool(_PROCESS.search(clause))
@@ -285,6 +293,7 @@ def person_wishes(messages: Iterable[AnyMessage], keep_directions: int = 6) -> P
 __all__ = [
     "PersonWishes",
     "Wish",
+    "avoided",
     "key_terms",
     "only_names",
     "parse_wish",

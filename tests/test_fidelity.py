@@ -337,7 +337,7 @@ def test_a_negative_never_names_the_subject_except_its_defects(
         ("None", ""),
         ("blurry, N/A, watermark", "blurry, watermark"),
         ("negative prompt not needed", ""),
-        ("no text, no people", "no text, no people"),  # real exclusions stay
+        ("no text, no people", "text, people"),  # real exclusions stay, as what to avoid
     ],
 )
 def test_a_placeholder_is_not_a_negative_prompt(negative: str, kept: str) -> None:
@@ -679,3 +679,27 @@ async def test_the_team_hears_the_direction_without_the_address():
     assert state["brief"]["directions"] == ["try a low angle with the cabin against the sky"]
     prompt = state["plan"]["positive_prompt"]
     assert "low angle with the cabin against the sky" in prompt and "Frame" not in prompt
+
+
+def test_a_negative_lists_what_to_avoid_not_no_what():
+    """Seen on the embedded team: "Negative: no people, people" for "..., no people" (the
+    model's "no people" kept, the person's exclusion added beside it)."""
+    wishes = person_wishes([HumanMessage("a paper boat in a rainy gutter, no people", id="1")])
+    plan = TechnicalPlan(
+        positive_prompt="a paper boat in a rainy gutter",
+        negative_prompt="no people, blurry, without text, No People",
+    )
+    repaired, report = repair(plan, wishes)
+    assert repaired.negative_prompt == "people, blurry, text"
+    assert report.excluded == []  # the model had kept people out already
+
+
+def test_a_why_copied_from_a_shortened_note_is_not_shown_cut_off() -> None:
+    """Seen: "Why: The team agreed on ... an inviting splash on the g…" - the brief's note,
+    shortened by the studio mid-word, copied into the plan's why."""
+    plan = TechnicalPlan(
+        positive_prompt="a paper boat in a rainy gutter",
+        rationale="Low angle keeps the boat large. The team agreed on the use of soft paper "
+        "to create an inviting splash on the g…",
+    )
+    assert stated_rationale(plan) == "Low angle keeps the boat large."

@@ -105,6 +105,15 @@ def test_a_turn_that_falls_into_a_loop_ends_before_its_first_repeat():
         "The sense of calm and peace, the feeling of contentment and accomplishment, the "
         "feeling of pleasure and happiness."
     )
+    # A cut that leaves only a sentence's opening ends at the sentence before (seen:
+    # "... a sense of excitement. For the symbolism." on the embedded Saga).
+    assert (
+        without_loops(
+            "For the emotion, I should feel a sense of wonder and a sense of curiosity. For the "
+            "symbolism, I should feel a sense of wonder and a sense of curiosity. For what"
+        )
+        == "For the emotion, I should feel a sense of wonder and a sense of curiosity."
+    )
     # A sentence said twice is a loop too; short refrains and lists are not.
     assert without_loops("Keep the fox small. Keep the fox small. Keep") == "Keep the fox small."
     for fine in (
@@ -113,3 +122,12 @@ def test_a_turn_that_falls_into_a_loop_ends_before_its_first_repeat():
         "Low and wide. Low and wide again, but warmer.",
     ):
         assert without_loops(fine) == fine
+
+
+def test_a_shortened_key_point_ends_at_a_whole_word():
+    from creative_studio.core.text import first_sentence
+
+    long = "For the light " + "and the soft flowing splash " * 10 + "on the ground."
+    point = first_sentence(long, limit=60)
+    assert point.endswith("…") and len(point) <= 60
+    assert long.startswith(point[:-1]) and long[len(point) - 1] == " "
