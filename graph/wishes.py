@@ -56,6 +56,12 @@ _EXCLUDE = re.compile(
     r"do not (?:want|include|show|add|put)|not)\s+(?:the |any |a |an )?(.+)$",
     re.IGNORECASE,
 )
+# What follows the thing in "no hunters anywhere", "no text at all please": not the thing.
+_ANYWHERE = re.compile(
+    r"(?:\s+(?:anywhere|at all|whatsoever|please|thanks|in (?:the|this|it) ?(?:image|picture|"
+    r"shot|scene|frame|photo)?|in sight|around|visible))+\s*$",
+    re.IGNORECASE,
+)
 _CLAUSES = re.compile(r"[,;.!?]+|\s+(?:but|and then|also)\s+", re.IGNORECASE)
 # An address to the team at the head of what the person says ("Frame, try a low angle",
 # "@luna more purple", "Luna and Frame — more fog", "hey Saga: give her an umbrella"): who
@@ -229,11 +235,14 @@ def parse_wish(text: str, source: WishSource, message_id: str | None = None) -> 
     excluded: list[str] = []
     for clause in _CLAUSES.split(text):
         cleaned = _clean_clause(clause)
-        if not cleaned or is_process(cleaned):
-            continue
         negative = _EXCLUDE.match(cleaned)
-        if negative:
-            excluded.append(negative.group(1).strip())
+        # "without people in the image" keeps people out; "no upscaling" is about the
+        # process, not a thing to keep out of the picture.
+        thing = _ANYWHERE.sub("", negative.group(1)).strip() if negative else ""
+        if thing and not is_process(thing):
+            excluded.append(thing)
+        elif not cleaned or negative or is_process(cleaned):
+            continue
         elif key_terms(cleaned):
             kept.append(cleaned)
     phrase = ", ".join(kept)

@@ -703,3 +703,19 @@ def test_a_why_copied_from_a_shortened_note_is_not_shown_cut_off() -> None:
         "to create an inviting splash on the g…",
     )
     assert stated_rationale(plan) == "Low angle keeps the boat large."
+
+
+@pytest.mark.parametrize(
+    ("said", "kept_out"),
+    [
+        ("no hunters anywhere", ("hunters",)),  # seen: "Negative: hunters anywhere"
+        ("no text at all please", ("text",)),
+        ("without people in the image", ("people",)),  # was lost as a clause about "the image"
+        ("no cars in sight, make it dawn", ("cars",)),
+        ("no upscaling", ()),  # the process, not a thing in the picture
+    ],
+)
+def test_what_to_keep_out_is_the_thing_not_the_words_around_it(
+    said: str, kept_out: tuple[str, ...]
+):
+    assert parse_wish(said, "direction").excluded == kept_out
