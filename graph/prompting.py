@@ -19,7 +19,7 @@ from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, Syste
 from creative_studio.graph.configuration import Configuration
 from creative_studio.graph.state import StudioState, Turn, brief_of, plan_of, role_of
 from creative_studio.graph.variety import worn_words
-from creative_studio.graph.wishes import PersonWishes, person_wishes, without_address
+from creative_studio.graph.wishes import PersonWishes, addressed, person_wishes, without_address
 
 # Turns that discuss (not votes, plans or reviews): the ones that should not echo each other.
 DISCUSSION_KINDS = frozenset({"explore", "respond", "specifics", "answer_user"})
@@ -126,7 +126,12 @@ def transcript_lines(
         text = message.text.strip().replace("\n", " ")
         if len(text) > max_chars:
             text = text[: max_chars - 1] + "…"
-        lines.append(f"{speaker_name(message)}: {text}")
+        who = speaker_name(message)
+        if message.type == "human":  # "hey Luna, ..." read by a small model made Luna a cat
+            whom, said = addressed(text)
+            if whom:
+                who, text = f"{who} (to {whom})", said
+        lines.append(f"{who}: {text}")
         images = (
             (message.additional_kwargs or {}).get("images") if message.type == "human" else None
         )

@@ -96,6 +96,20 @@ def without_address(text: str) -> str:
     return rest or text.strip()
 
 
+def addressed(text: str) -> tuple[str, str]:
+    """(whom the text is said to, what is said): ("Luna and Frame", "more fog") for "Luna
+    and Frame — more fog"; ("", text) when it opens with no address."""
+    rest = without_address(text)
+    head = text.strip()[: len(text.strip()) - len(rest)] if rest != text.strip() else ""
+    names = [n.lower().strip("@") for n in re.findall(rf"@?{_NAMES}\b", head, re.IGNORECASE)]
+    members = [n.capitalize() for n in dict.fromkeys(names) if n in _MEMBERS]
+    whom = " and ".join(members) if members else ("the team" if names else "")
+    return whom, rest
+
+
+_MEMBERS = ("luna", "frame", "saga", "pixel", "lens")
+
+
 def only_names(text: str) -> bool:
     """``text`` is nothing but team names ("Frame", "Luna and Saga"): an address alone."""
     return bool(_ONLY_NAMES.match(text))
@@ -302,6 +316,7 @@ def person_wishes(messages: Iterable[AnyMessage], keep_directions: int = 6) -> P
 __all__ = [
     "PersonWishes",
     "Wish",
+    "addressed",
     "avoided",
     "key_terms",
     "only_names",

@@ -719,3 +719,22 @@ def test_what_to_keep_out_is_the_thing_not_the_words_around_it(
     said: str, kept_out: tuple[str, ...]
 ):
     assert parse_wish(said, "direction").excluded == kept_out
+
+
+def test_the_transcript_says_whom_the_person_spoke_to():
+    """Seen on the embedded team: "hey Luna, I want a watercolor of a sleepy cat" made Saga
+    write "Character: Luna, the protagonist". The team reads who was addressed apart."""
+    from creative_studio.graph.prompting import transcript_lines
+
+    lines = transcript_lines(
+        [
+            HumanMessage("hey Luna, I want a watercolor of a sleepy cat", id="1"),
+            HumanMessage("a luna moth on the sill too", id="2"),
+        ],
+        window=12,
+        max_chars=700,
+    )
+    assert lines == [
+        "Person (to Luna): I want a watercolor of a sleepy cat",
+        "Person: a luna moth on the sill too",
+    ]
