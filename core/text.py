@@ -136,8 +136,21 @@ def clean_reply(text: str, names: Iterable[str], limit: int) -> str:
         text = text[: cut.start()]
     text = text.strip()
     if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
+        text = shortened(text, limit)
     return text
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters: up to its last full sentence that fits,
+    else up to a word's end with "…" (a turn cut mid-word read "... the cat's body from…")."""
+    head = text[:limit]
+    stops = [m.end() for m in re.finditer(r"[.!?。！？][\"”')\]]*(?=\s|$)", head)]
+    if stops and stops[-1] >= limit // 3:
+        return head[: stops[-1]]
+    head = text[: limit - 1]
+    if " " in head:
+        head = head[: head.rfind(" ")]
+    return head.rstrip(" ,;:") + "…"
 
 
 _CLAUSE = re.compile(r"[^,;:.!?。！？]+[,;:.!?。！？]*")
