@@ -70,6 +70,7 @@ def words(text: str) -> set[str]:
 def key_words(text: str) -> set[str]:
     vague = {"make", "add", "give", "put", "show", "include", "should", "visible", "clearly"}
     vague |= {"him", "her", "his", "its", "she", "them"}  # "give him a red hat": the hat counts
+    vague |= {"luna", "frame", "saga", "pixel", "lens", "hey", "try"}  # "Frame, try ...": whom
     return {w for w in content_words(text) if w not in vague}
 
 
