@@ -48,7 +48,7 @@ _LEAD_IN = re.compile(
     r"^(?:(?:please|ok|okay|so|and|but|now|then|also|maybe|perhaps|actually|hmm|well|oh|hey)\b[\s,]*)*"
     r"(?:(?:can|could|would|will) (?:you|we) (?:please )?|let'?s |let us |i(?:'d| would) like |"
     r"i want |i'd love |how about |what about |try (?:to )?|make (?:it|this|that|them|him|her) |"
-    r"make |give (?:it|me|us|him|her|them) |show (?:me )?|add |put |go with |use )?",
+    r"make |give (?:it|me|us|him|her|them) |show (?:me )?|add |include |put |go with |use )?",
     re.IGNORECASE,
 )
 _EXCLUDE = re.compile(
