@@ -26,6 +26,7 @@ from creative_studio.graph.rationale import stated_rationale
 from creative_studio.graph.wishes import (
     PersonWishes,
     Wish,
+    as_said,
     avoided,
     only_names,
     stem,
@@ -280,7 +281,7 @@ def repair(
         # An address to the team is nobody's descriptor ("Frame, try a low angle"): a bare
         # name goes unless the person named it in the image ("a luna moth"), and what was
         # said to it loses its lead-in.
-        segment = unaddressed(raw, after_address=addressed)
+        segment = as_said(unaddressed(raw, after_address=addressed), wishes)
         addressed = only_names(segment) and not _segment_stems(segment) <= named
         if not segment or addressed:
             report.removed.append(raw)

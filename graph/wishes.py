@@ -220,6 +220,17 @@ def _clean_clause(clause: str) -> str:
     return clause
 
 
+def as_said(segment: str, wishes: PersonWishes) -> str:
+    """A prompt segment that is the person's own clause with its lead-in ("try a low angle
+    with ...", copied from the brief) as their phrase has it ("a low angle with ...");
+    any other segment unchanged."""
+    cleaned = _clean_clause(segment)
+    if cleaned == segment.strip():
+        return segment
+    clauses = {c.strip().lower() for w in wishes.all() for c in w.phrase.split(",")}
+    return cleaned if cleaned.lower() in clauses else segment
+
+
 def unaddressed(segment: str, *, after_address: bool = False) -> str:
     """A prompt segment that opens with an address to the team ("Frame: try a low angle"),
     or follows one (``after_address``: "Frame, try a low angle" split at its comma), as a
@@ -317,6 +328,7 @@ __all__ = [
     "PersonWishes",
     "Wish",
     "addressed",
+    "as_said",
     "avoided",
     "key_terms",
     "only_names",

@@ -658,6 +658,9 @@ def test_a_plan_that_copies_an_address_to_the_team_keeps_the_direction_without_i
         "reflected in puddles, cinematic lighting",
         "a cyberpunk street at night, neon signs, Frame: try a low angle with the neon "
         "reflected in puddles",
+        # The brief's form (what the scripted Pixel copies): the lead-in goes too.
+        "a cyberpunk street at night, neon signs, try a low angle with the neon reflected "
+        "in puddles",
     ):
         repaired, report = repair(TechnicalPlan(positive_prompt=copied), wishes)
         prompt = repaired.positive_prompt
