@@ -64,11 +64,7 @@ def first_sentence(text: str, limit: int = 180) -> str:
     text = " ".join(text.split())
     match = _SENTENCE.match(text)  # anchored: a search would retry from every position
     sentence = match.group(1) if match else text
-    if len(sentence) <= limit:
-        return sentence
-    cut = sentence[: limit - 1]
-    cut = cut[: cut.rfind(" ")] if " " in cut else cut  # at a word's end, not inside it
-    return cut.rstrip(" ,;:") + "…"
+    return sentence if len(sentence) <= limit else _cut_at_word(sentence, limit)
 
 
 _NAME_PREFIX = re.compile(r"^\s*\**\s*(?:[A-Z][a-z]+)(?:\s*\([a-z ]+\))?\s*\**\s*:\s*\**\s*")
@@ -147,6 +143,11 @@ def shortened(text: str, limit: int) -> str:
     stops = [m.end() for m in re.finditer(r"[.!?。！？][\"”')\]]*(?=\s|$)", head)]
     if stops and stops[-1] >= limit // 3:
         return head[: stops[-1]]
+    return _cut_at_word(text, limit)
+
+
+def _cut_at_word(text: str, limit: int) -> str:
+    """``text`` cut at a word's end, marked with "…", in at most ``limit`` characters."""
     head = text[: limit - 1]
     if " " in head:
         head = head[: head.rfind(" ")]
