@@ -139,10 +139,15 @@ def clean_reply(text: str, names: Iterable[str], limit: int) -> str:
 def shortened(text: str, limit: int) -> str:
     """``text`` in at most ``limit`` characters: up to its last full sentence that fits,
     else up to a word's end with "…" (a turn cut mid-word read "... the cat's body from…")."""
-    head = text[:limit]
-    stops = [m.end() for m in re.finditer(r"[.!?。！？][\"”')\]]*(?=\s|$)", head)]
+    # A stop counts when a space or the text's end follows it in the text itself ("3.5"
+    # cut after "3." is no sentence's end); one character past the limit shows that.
+    stops = [
+        m.end()
+        for m in re.finditer(r"[.!?。！？][\"”')\]]*(?=\s|$)", text[: limit + 1])
+        if m.end() <= limit
+    ]
     if stops and stops[-1] >= limit // 3:
-        return head[: stops[-1]]
+        return text[: stops[-1]]
     return _cut_at_word(text, limit)
 
 

@@ -145,3 +145,5 @@ def test_a_turn_over_the_length_limit_ends_at_its_last_whole_sentence():
         "The camera: a wide-angle lens. The framing: a shallow frame on the ears."
     )
     assert clean_reply("soft " * 60, [], 50).endswith("soft soft…")  # no sentence: a word's end
+    # A full stop the limit cuts out of a number ("f/2.8" to "f/2.") ends no sentence.
+    assert clean_reply("Shoot at f/2.8 with soft light", [], 13) == "Shoot at…"
