@@ -146,31 +146,18 @@ class StreamingChatOllama(ChatOllama):
     ) -> dict[str, Any]:
         """The JSON ``AsyncClient.chat`` would send for this request (streamed unless
         ``stream=False`` is passed, as ChatOllama decides)."""
-        params = self._chat_params(messages, stop, **kwargs)
-        if params.get("tools"):
-            raise ValueError("tool calls go through ChatOllama's own client")
-        return ChatRequest(
-            model=params["model"],
-            messages=[_message(dict(m)) for m in params["messages"]],
-            tools=[],
-            stream=bool(params.get("stream", True)),
-            think=params.get("think"),
-            logprobs=params.get("logprobs"),
-            top_logprobs=params.get("top_logprobs"),
-            format=params.get("format"),
-            options=params.get("options"),
-            keep_alive=params.get("keep_alive"),
-        ).model_dump(exclude_none=True)
+        return _body(self._chat_params(messages, stop, **kwargs))
 
     async def _acreate_chat_stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> AsyncIterator[Mapping[str, Any] | str]:
         """ChatOllama's request, sent with aiohttp: each reply line as a dict."""
-        if self._chat_params(messages, stop, **kwargs).get("tools"):
+        params = self._chat_params(messages, stop, **kwargs)  # the messages converted once
+        if params.get("tools"):
             async for part in super()._acreate_chat_stream(messages, stop, **kwargs):
                 yield part
             return
-        async for part in self._replies(self.request_body(messages, stop, **kwargs)):
+        async for part in self._replies(_body(params)):
             yield part
 
     async def astream_text(
@@ -218,6 +205,24 @@ class StreamingChatOllama(ChatOllama):
                         yield _checked(orjson.loads(line))
         except (aiohttp.ClientError, TimeoutError) as error:
             raise _as_httpx_error(error, request) from error
+
+
+def _body(params: dict[str, Any]) -> dict[str, Any]:
+    """ChatOllama's parameters as the JSON ollama-python's ``AsyncClient.chat`` sends."""
+    if params.get("tools"):
+        raise ValueError("tool calls go through ChatOllama's own client")
+    return ChatRequest(
+        model=params["model"],
+        messages=[_message(dict(m)) for m in params["messages"]],
+        tools=[],
+        stream=bool(params.get("stream", True)),
+        think=params.get("think"),
+        logprobs=params.get("logprobs"),
+        top_logprobs=params.get("top_logprobs"),
+        format=params.get("format"),
+        options=params.get("options"),
+        keep_alive=params.get("keep_alive"),
+    ).model_dump(exclude_none=True)
 
 
 _FRAMING = frozenset(
