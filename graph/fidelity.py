@@ -29,6 +29,7 @@ from creative_studio.graph.wishes import (
     as_said,
     avoided,
     only_names,
+    phrase_clauses,
     stem,
     unaddressed,
 )
@@ -275,13 +276,14 @@ def repair(
     excluded_stems = [_segment_stems(p) for p in wishes.excluded()]
     wished = set().union(*(w.term_stems for w in wishes.all())) if wishes.all() else set()
     named = set().union(*(_segment_stems(w.phrase) for w in wishes.all()))
+    clauses = phrase_clauses(wishes)
     segments: list[str] = []
     addressed = False
     for raw in _segments(plan.positive_prompt):
         # An address to the team is nobody's descriptor ("Frame, try a low angle"): a bare
         # name goes unless the person named it in the image ("a luna moth"), and what was
         # said to it loses its lead-in.
-        segment = as_said(unaddressed(raw, after_address=addressed), wishes)
+        segment = as_said(unaddressed(raw, after_address=addressed), clauses)
         addressed = only_names(segment) and not _segment_stems(segment) <= named
         if not segment or addressed:
             report.removed.append(raw)

@@ -96,6 +96,9 @@ def without_address(text: str) -> str:
     return rest or text.strip()
 
 
+_MEMBERS = ("luna", "frame", "saga", "pixel", "lens")
+
+
 def addressed(text: str) -> tuple[str, str]:
     """(whom the text is said to, what is said): ("Luna and Frame", "more fog") for "Luna
     and Frame — more fog"; ("", text) when it opens with no address."""
@@ -105,9 +108,6 @@ def addressed(text: str) -> tuple[str, str]:
     members = [n.capitalize() for n in dict.fromkeys(names) if n in _MEMBERS]
     whom = " and ".join(members) if members else ("the team" if names else "")
     return whom, rest
-
-
-_MEMBERS = ("luna", "frame", "saga", "pixel", "lens")
 
 
 def only_names(text: str) -> bool:
@@ -220,14 +220,18 @@ def _clean_clause(clause: str) -> str:
     return clause
 
 
-def as_said(segment: str, wishes: PersonWishes) -> str:
+def phrase_clauses(wishes: PersonWishes) -> set[str]:
+    """The clauses of the person's phrases, lower-cased (what ``as_said`` looks up)."""
+    return {c.strip().lower() for w in wishes.all() for c in w.phrase.split(",")}
+
+
+def as_said(segment: str, clauses: set[str]) -> str:
     """A prompt segment that is the person's own clause with its lead-in ("try a low angle
     with ...", copied from the brief) as their phrase has it ("a low angle with ...");
-    any other segment unchanged."""
+    any other segment unchanged. ``clauses``: ``phrase_clauses`` of the person's wishes."""
     cleaned = _clean_clause(segment)
     if cleaned == segment.strip():
         return segment
-    clauses = {c.strip().lower() for w in wishes.all() for c in w.phrase.split(",")}
     return cleaned if cleaned.lower() in clauses else segment
 
 
@@ -334,6 +338,7 @@ __all__ = [
     "only_names",
     "parse_wish",
     "person_wishes",
+    "phrase_clauses",
     "stem",
     "stems",
     "unaddressed",
