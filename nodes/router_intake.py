@@ -95,11 +95,10 @@ def follow_messages(brief: Brief, messages: list[AnyMessage]) -> Brief:
     (and so every prompt and plan) exactly what the messages now say.
     """
     wishes = person_wishes(messages)
+    request = without_address(wishes.request.text) if wishes.request else brief.request
     return brief.model_copy(
         update={
-            "request": (without_address(wishes.request.text) if wishes.request else brief.request)[
-                :1000
-            ],
+            "request": request[:1000],
             "directions": [without_address(w.text)[:300] for w in wishes.directions][-5:],
         }
     )
