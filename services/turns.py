@@ -150,6 +150,8 @@ class Turns:
         config["configurable"][TOKEN_SINK_KEY] = functools.partial(self._on_token, cid, live)
         config["configurable"][REPLAY_KEY] = dict(live.said)
         config["configurable"][CUT_KEY] = set(live.cut)
+        if run_input is None:
+            await self._address_cut_step(config)
         stream = self.graph.astream(
             run_input,
             config,
@@ -164,6 +166,22 @@ class Turns:
                 await self._on_update(cid, live, chunk)
             elif mode == "custom" and isinstance(chunk, dict) and chunk.get("kind"):
                 await self._emit(cid, chunk["kind"], chunk.get("data") or {})
+
+    async def _address_cut_step(self, config: RunnableConfig) -> None:
+        """Continue a cut run by running its cut step again, not by reusing its writes.
+
+        A task cancelled at shutdown keeps the writes its node had made (LangGraph saves
+        them with the task's CancelledError), and a run continued from the thread's latest
+        checkpoint hands them back as if the node had finished: a router cut after its
+        update but before its edge to the next speaker ended the continued run at once,
+        mid-discussion. Addressed at that checkpoint (its id in the config), LangGraph runs
+        the step again on a fork of it instead (time travel's replay). A cut task's update
+        was never streamed (LangGraph tells only finished tasks), so nothing is said twice."""
+        snapshot = await self.graph.aget_state(config)
+        if any(task.error is not None and task.result for task in snapshot.tasks):
+            checkpoint_id = snapshot.config["configurable"]["checkpoint_id"]
+            log.warning("continuing at checkpoint %s: its step was cut", checkpoint_id)
+            config["configurable"]["checkpoint_id"] = checkpoint_id
 
     async def _on_task(self, cid: str, live: Live, task: dict[str, Any]) -> None:
         name = task.get("name", "")

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from langgraph._internal._constants import ERROR  # the channel of a task's error (pinned)
 
 from creative_studio.core.errors import InvalidInputError, InvalidStateError, NotFoundError
 from creative_studio.core.events import StudioEvent
@@ -215,3 +216,40 @@ async def test_checkpoints_are_listed_newest_first_with_phase_and_last_message(d
         await list_checkpoints(
             runner.graph, runner.repository, "00000000-0000-0000-0000-000000000001"
         )
+
+
+async def test_a_step_cut_after_some_of_its_writes_were_saved_runs_again_on_resume(
+    database: Database,
+):
+    """A task cancelled at shutdown keeps the writes it had made (LangGraph saves them with
+    the task's CancelledError), and a resume from the latest checkpoint hands them back as
+    if the node had finished. Seen at a restart mid-router: its ``current`` write was kept,
+    not its edge to the next speaker, so the continued run ended at once and the
+    conversation stayed "idle" mid-ideation. The cut step must run again instead."""
+    runner, cid, recorder, _ = await make_runner(database, delay=0.02)
+    await runner.send(cid, REQUEST)
+    await asyncio.wait_for(recorder.first_token.wait(), 30)
+    await runner.aclose()  # the shutdown: the speaking node is cancelled mid-stream
+    config = {"configurable": {"thread_id": cid}}
+    cut = (await runner.graph.aget_state(config)).tasks[0]
+    # What a task cut after its node's update, before its edge write, leaves: an update
+    # without the edge to the next node, and the error.
+    await database.checkpointer.aput_writes(
+        (await runner.graph.aget_state(config)).config,
+        [("current", None), (ERROR, asyncio.CancelledError())],
+        cut.id,
+    )
+    left = (await runner.graph.aget_state(config)).tasks[0]
+    assert left.result is not None and left.error is not None  # the state a restart met
+
+    provider, _ = make_provider(None)
+    after = Recorder()
+    again = ConversationRunner(
+        build_graph(database.checkpointer, provider=provider), database, sink=after
+    )
+    assert await again.take_over(cid)
+    await again.wait_idle(cid)
+    assert after.of("status")[-1]["state"] == "complete", after.of("status")
+    spoke = [e["role"] for e in after.of("typing") if e["active"]]
+    assert spoke[0] == cut.name  # the cut speaker speaks first, then the team goes on
+    await again.aclose()
