@@ -231,11 +231,12 @@ async def test_a_step_cut_after_some_of_its_writes_were_saved_runs_again_on_resu
     await asyncio.wait_for(recorder.first_token.wait(), 30)
     await runner.aclose()  # the shutdown: the speaking node is cancelled mid-stream
     config = {"configurable": {"thread_id": cid}}
-    cut = (await runner.graph.aget_state(config)).tasks[0]
+    stopped = await runner.graph.aget_state(config)
+    cut = stopped.tasks[0]
     # What a task cut after its node's update, before its edge write, leaves: an update
     # without the edge to the next node, and the error.
     await database.checkpointer.aput_writes(
-        (await runner.graph.aget_state(config)).config,
+        stopped.config,
         [("current", None), (ERROR, asyncio.CancelledError())],
         cut.id,
     )
